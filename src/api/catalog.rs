@@ -1,0 +1,54 @@
+//! `GET /v2/_catalog` and `GET /v2/<name>/tags/list`.
+
+use super::pagination::Page;
+use super::{Api, ApiResult, json};
+use crate::names::RepoName;
+use hyper::StatusCode;
+use hyper::http::request::Parts;
+use serde_json::json;
+
+pub async fn list(api: &Api, req: &Parts) -> ApiResult {
+    let page = Page::from_request(req, api.settings.max_page)?;
+    let mut repos = if page.n == 0 {
+        vec![]
+    } else {
+        api.registry
+            .catalog(page.n + 1, page.last.as_deref())
+            .await?
+    };
+    let link = page.finish("/v2/_catalog", &mut repos);
+    with_link(
+        json(StatusCode::OK, &json!({ "repositories": repos })),
+        link,
+    )
+}
+
+pub async fn tags(api: &Api, req: &Parts, repo: &RepoName) -> ApiResult {
+    let page = Page::from_request(req, api.settings.max_page)?;
+    let all = api.registry.tags(repo).await?;
+    let mut tags: Vec<String> = all
+        .iter()
+        .map(|t| t.as_str())
+        .filter(|t| page.last.as_deref().is_none_or(|l| *t > l))
+        .take(page.n + 1)
+        .map(str::to_string)
+        .collect();
+    tags.truncate(if page.n == 0 { 0 } else { page.n + 1 });
+    let link = page.finish(&format!("/v2/{repo}/tags/list"), &mut tags);
+    with_link(
+        json(
+            StatusCode::OK,
+            &json!({ "name": repo.as_str(), "tags": tags }),
+        ),
+        link,
+    )
+}
+
+fn with_link(resp: ApiResult, link: Option<String>) -> ApiResult {
+    let mut resp = resp?;
+    if let Some(l) = link {
+        resp.headers_mut()
+            .insert("Link", l.parse().expect("link header is ASCII"));
+    }
+    Ok(resp)
+}

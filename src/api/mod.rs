@@ -1,0 +1,243 @@
+//! The Registry HTTP API V2 / OCI distribution API. This module routes a
+//! request to its resource's handler, adds the headers every response carries,
+//! and logs one line per request. Handlers speak in storage-layer calls and
+//! never touch paths on disk.
+
+pub mod blobs;
+pub mod body;
+pub mod catalog;
+pub mod error;
+pub mod manifests;
+pub mod pagination;
+pub mod referrers;
+pub mod route;
+pub mod uploads;
+
+use crate::config::Config;
+use crate::storage::Registry;
+use body::Body;
+use error::{ApiError, Code};
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::http::request::Parts;
+use hyper::{Method, Request, Response, StatusCode};
+use route::{Route, RouteError};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub type ApiResult = Result<Response<Body>, ApiError>;
+
+/// What the handlers need from the configuration, resolved once at start.
+pub struct Settings {
+    pub delete_enabled: bool,
+    pub manifest_max_bytes: usize,
+    pub max_page: usize,
+    pub host: Option<String>,
+    pub relative_urls: bool,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Settings {
+    pub fn from_config(c: &Config) -> Settings {
+        let headers = c
+            .http
+            .headers
+            .iter()
+            .flat_map(|(k, vs)| vs.iter().map(move |v| (k, v)))
+            .filter_map(|(k, v)| {
+                Some((
+                    HeaderName::try_from(k.as_str()).ok()?,
+                    HeaderValue::try_from(v.as_str()).ok()?,
+                ))
+            })
+            .collect();
+        Settings {
+            delete_enabled: c.storage.delete.enabled,
+            manifest_max_bytes: c.privateregistry.manifestmaxbytes,
+            max_page: c.privateregistry.maxpagesize,
+            host: c
+                .http
+                .host
+                .as_ref()
+                .map(|h| h.trim_end_matches('/').to_string()),
+            relative_urls: c.http.relativeurls,
+            headers,
+        }
+    }
+}
+
+pub struct Api {
+    pub registry: Registry,
+    pub settings: Settings,
+}
+
+impl Api {
+    /// A URL for a `Location` header: `http.host` if set, relative if
+    /// `http.relativeurls`, otherwise built from the request's host as distribution does.
+    pub fn url(&self, req: &Parts, path: &str) -> String {
+        if let Some(h) = &self.settings.host {
+            return format!("{h}{path}");
+        }
+        let host = req
+            .headers
+            .get(hyper::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri.authority().map(|a| a.as_str()));
+        match host {
+            Some(host) if !self.settings.relative_urls => format!("http://{host}{path}"),
+            _ => path.to_string(),
+        }
+    }
+
+    pub fn require_delete(&self) -> Result<(), ApiError> {
+        if self.settings.delete_enabled {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                Code::Unsupported,
+                "deletes are disabled (storage.delete.enabled)",
+            ))
+        }
+    }
+}
+
+/// Handles one request end to end; never fails, errors become error responses.
+pub async fn handle(
+    api: Arc<Api>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Response<Body>, std::convert::Infallible> {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let mut resp = match dispatch(&api, &parts, body).await {
+        Ok(r) => r,
+        Err(e) => error_response(&parts, e),
+    };
+    let h = resp.headers_mut();
+    h.insert(
+        "Docker-Distribution-API-Version",
+        HeaderValue::from_static("registry/2.0"),
+    );
+    for (k, v) in &api.settings.headers {
+        h.append(k, v.clone());
+    }
+    log_request(&parts, &resp, peer, started);
+    Ok(resp)
+}
+
+async fn dispatch(api: &Api, req: &Parts, body: Incoming) -> ApiResult {
+    let route = route::parse(req.uri.path()).map_err(|e| match e {
+        RouteError::NotFound => {
+            ApiError::new(Code::Unsupported, "no such endpoint").with_status(StatusCode::NOT_FOUND)
+        }
+        RouteError::NameInvalid(n) => {
+            ApiError::new(Code::NameInvalid, serde_json::json!({ "name": n }))
+        }
+    })?;
+    let m = &req.method;
+    match route {
+        Route::Base if matches!(*m, Method::GET | Method::HEAD) => {
+            json(StatusCode::OK, &serde_json::json!({}))
+        }
+        Route::Catalog if *m == Method::GET => catalog::list(api, req).await,
+        Route::Tags(repo) if *m == Method::GET => catalog::tags(api, req, &repo).await,
+        Route::Manifest(repo, r) => manifests::handle(api, req, body, &repo, &r).await,
+        Route::Blob(repo, d) => blobs::handle(api, req, &repo, &d).await,
+        Route::Uploads(repo) if *m == Method::POST => uploads::start(api, req, body, &repo).await,
+        Route::Upload(repo, id) => uploads::handle(api, req, body, &repo, &id).await,
+        Route::Referrers(repo, d) if *m == Method::GET => {
+            referrers::list(api, req, &repo, &d).await
+        }
+        _ => Err(method_not_allowed()),
+    }
+}
+
+pub fn method_not_allowed() -> ApiError {
+    ApiError::new(Code::Unsupported, "method not allowed on this endpoint")
+}
+
+fn error_response(req: &Parts, e: ApiError) -> Response<Body> {
+    let body = serde_json::to_vec(&e.body()).unwrap_or_default();
+    let mut b = Response::builder()
+        .status(e.status())
+        .header("Content-Type", "application/json")
+        .header("Content-Length", body.len());
+    for (k, v) in &e.headers {
+        b = b.header(*k, v);
+    }
+    let body = if req.method == Method::HEAD {
+        body::empty()
+    } else {
+        body::full(body)
+    };
+    b.body(body).expect("valid error response")
+}
+
+pub fn json(status: StatusCode, v: &serde_json::Value) -> ApiResult {
+    let bytes = serde_json::to_vec(v).unwrap_or_default();
+    Ok(Response::builder()
+        .status(status)
+        .header("Content-Type", "application/json")
+        .header("Content-Length", bytes.len())
+        .body(body::full(bytes))
+        .expect("valid response"))
+}
+
+/// The `Range` header value for an upload holding `size` bytes.
+pub fn upload_range(size: u64) -> String {
+    format!("0-{}", size.saturating_sub(1))
+}
+
+/// A query parameter, percent-decoded.
+pub fn query_param(req: &Parts, key: &str) -> Option<String> {
+    req.uri.query()?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == key).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match b[i] {
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn header<'a>(req: &'a Parts, name: &str) -> Option<&'a str> {
+    req.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn log_request(req: &Parts, resp: &Response<Body>, peer: SocketAddr, started: Instant) {
+    let bytes = resp
+        .headers()
+        .get("Content-Length")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    log::info!(
+        target: "access",
+        "{} {} {} {} {} {:.3}ms",
+        peer.ip(),
+        req.method,
+        req.uri.path(),
+        resp.status().as_u16(),
+        bytes,
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+}

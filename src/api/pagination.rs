@@ -1,0 +1,43 @@
+//! `n`/`last` pagination shared by `tags/list` and `_catalog`, with the
+//! `Link` header that points at the next page.
+
+use super::error::{ApiError, Code};
+use super::query_param;
+use hyper::http::request::Parts;
+
+pub struct Page {
+    pub n: usize,
+    pub last: Option<String>,
+}
+
+impl Page {
+    /// Reads `n` and `last`; `n` defaults to, and is capped at, `max`.
+    pub fn from_request(req: &Parts, max: usize) -> Result<Page, ApiError> {
+        let n = match query_param(req, "n") {
+            None => max,
+            Some(v) if v.is_empty() => max,
+            Some(v) => v
+                .parse::<usize>()
+                .map_err(|_| {
+                    ApiError::new(
+                        Code::PaginationNumberInvalid,
+                        format!("n must be a non-negative integer, got {v:?}"),
+                    )
+                })?
+                .min(max),
+        };
+        let last = query_param(req, "last").filter(|l| !l.is_empty());
+        Ok(Page { n, last })
+    }
+
+    /// Cuts `items` (one more than a page, if there is more) to the page, and
+    /// returns the `Link` header for the next page when there is one.
+    pub fn finish(&self, path: &str, items: &mut Vec<String>) -> Option<String> {
+        if items.len() <= self.n {
+            return None;
+        }
+        items.truncate(self.n);
+        let last = items.last()?;
+        Some(format!("<{path}?last={last}&n={}>; rel=\"next\"", self.n))
+    }
+}

@@ -1,0 +1,106 @@
+//! `private-registry`: a private container registry (OCI distribution /
+//! Docker Registry HTTP API V2) for on-premise data centres.
+
+mod api;
+mod config;
+mod digest;
+mod logging;
+mod manifest;
+mod names;
+mod server;
+mod storage;
+mod timefmt;
+
+use clap::{Parser, Subcommand};
+use config::{Config, ConfigError, Loaded};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "A private container registry: OCI distribution and Docker Registry HTTP API V2"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the registry.
+    Serve {
+        /// Configuration file (distribution's config.yml format).
+        #[arg(long, short, default_value = config::DEFAULT_PATH, conflicts_with = "dev")]
+        config: PathBuf,
+        /// Use the built-in developer configuration: data in ./data, plain HTTP on 127.0.0.1:5000.
+        #[arg(long)]
+        dev: bool,
+    },
+    /// Validate a configuration and print it as it takes effect, with REGISTRY_* overrides applied.
+    CheckConfig {
+        #[arg(long, short, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+}
+
+fn load(path: &PathBuf, dev: bool) -> Result<Loaded, ConfigError> {
+    if dev {
+        Config::parse(
+            config::DEV_CONFIG,
+            "built-in developer configuration",
+            std::env::vars(),
+        )
+    } else {
+        Config::load(path, std::env::vars())
+    }
+}
+
+fn load_reporting(path: &PathBuf, dev: bool) -> Option<Config> {
+    match load(path, dev) {
+        Ok(l) => {
+            for w in &l.warnings {
+                log::warn!("config: {w}");
+            }
+            Some(l.config)
+        }
+        Err(e) => {
+            log::error!("config: {e}");
+            None
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(log::LevelFilter::Info);
+    match cli.command {
+        Command::CheckConfig { config } => match load_reporting(&config, false) {
+            Some(c) => {
+                print!("{}", c.to_yaml());
+                ExitCode::SUCCESS
+            }
+            None => ExitCode::FAILURE,
+        },
+        Command::Serve { config, dev } => {
+            let Some(c) = load_reporting(&config, dev) else {
+                return ExitCode::FAILURE;
+            };
+            log::set_max_level(c.log_level().filter());
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build();
+            let result = match rt {
+                Ok(rt) => rt.block_on(server::run(c)).map_err(|e| e.to_string()),
+                Err(e) => Err(format!("cannot start the async runtime: {e}")),
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    log::error!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Blobs: content stored once under its digest, made visible to a repository
+//! by a link in that repository's `_layers`.
+
+use super::{Registry, Result, StorageError, driver::BoxReader, paths};
+use crate::digest::Digest;
+use crate::names::RepoName;
+
+impl Registry {
+    /// Size of a blob the repository may read: linked as a layer, or a manifest
+    /// revision (distribution serves manifests through the blob endpoint too).
+    pub async fn blob_size(&self, repo: &RepoName, d: &Digest) -> Result<u64> {
+        let linked = self.exists(paths::layer_link(repo, d)).await?
+            || self.exists(paths::revision_link(repo, d)).await?;
+        if !linked {
+            return Err(StorageError::BlobUnknown(d.clone()));
+        }
+        self.stored_blob_size(d)
+            .await?
+            .ok_or_else(|| StorageError::BlobUnknown(d.clone()))
+    }
+
+    /// Size of the blob's bytes if stored at all, regardless of repository.
+    pub(super) async fn stored_blob_size(&self, d: &Digest) -> Result<Option<u64>> {
+        Ok(super::error::optional(self.driver.stat(paths::blob_data(d)).await)?.map(|i| i.size))
+    }
+
+    /// Opens a blob for streaming from `offset`; the caller has checked access with [`Self::blob_size`].
+    pub async fn open_blob(&self, d: &Digest, offset: u64) -> Result<BoxReader> {
+        match self.driver.reader(paths::blob_data(d), offset).await {
+            Err(super::driver::DriverError::NotFound(_)) => {
+                Err(StorageError::BlobUnknown(d.clone()))
+            }
+            r => Ok(r?),
+        }
+    }
+
+    pub(super) async fn link_layer(&self, repo: &RepoName, d: &Digest) -> Result<()> {
+        self.write_link(paths::layer_link(repo, d), d).await
+    }
+
+    /// Links a blob readable in `from` into `repo` without copying it.
+    /// Returns the size, or `None` if `from` has no such blob.
+    pub async fn mount_blob(
+        &self,
+        repo: &RepoName,
+        from: &RepoName,
+        d: &Digest,
+    ) -> Result<Option<u64>> {
+        match self.blob_size(from, d).await {
+            Ok(size) => {
+                self.link_layer(repo, d).await?;
+                Ok(Some(size))
+            }
+            Err(StorageError::BlobUnknown(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Unlinks a blob from a repository; its bytes stay for garbage collection.
+    pub async fn unlink_blob(&self, repo: &RepoName, d: &Digest) -> Result<()> {
+        let path = paths::layer_link(repo, d);
+        if !self
+            .remove(path.rsplit_once('/').expect("link path").0.to_string())
+            .await?
+        {
+            return Err(StorageError::BlobUnknown(d.clone()));
+        }
+        Ok(())
+    }
+}

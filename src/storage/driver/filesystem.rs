@@ -1,0 +1,209 @@
+//! Filesystem driver: objects are files under a root directory, laid out
+//! exactly as distribution's filesystem driver lays them out so either program
+//! can serve the other's data. Blocking file I/O runs on tokio's blocking pool.
+
+use super::{BoxReader, DriverError, DriverFuture, FileInfo, FileWriter, StorageDriver};
+use bytes::Bytes;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub struct FilesystemDriver {
+    root: Arc<PathBuf>,
+}
+
+impl FilesystemDriver {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        FilesystemDriver {
+            root: Arc::new(root.into()),
+        }
+    }
+
+    fn full(&self, path: &str) -> PathBuf {
+        debug_assert!(!path.split('/').any(|c| c == ".." || c == "."), "{path}");
+        self.root.join(path)
+    }
+}
+
+/// Runs blocking filesystem work off the async threads, mapping errors to the
+/// driver path that caused them.
+async fn blocking<T: Send + 'static>(
+    path: String,
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> Result<T, DriverError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(|e| DriverError::io(&path, e)),
+        Err(e) => Err(DriverError::io(&path, io::Error::other(e))),
+    }
+}
+
+/// Creates `dir` and any missing parents, syncing each parent that gained an
+/// entry so the new directories survive a crash.
+fn create_dirs_durable(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dirs_durable(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => sync_parent(dir),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn sync_parent(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(p) => File::open(p)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
+fn temp_name(target: &Path) -> PathBuf {
+    let mut rnd = [0u8; 8];
+    let _ = getrandom::fill(&mut rnd);
+    let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("obj");
+    target.with_file_name(format!(".{name}.tmp-{}", crate::digest::to_hex(&rnd)))
+}
+
+fn write_atomic(target: &Path, content: &[u8]) -> io::Result<()> {
+    create_dirs_durable(target.parent().expect("object paths have a parent"))?;
+    let tmp = temp_name(target);
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(content)?;
+        f.sync_all()?;
+        fs::rename(&tmp, target)?;
+        sync_parent(target)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+impl StorageDriver for FilesystemDriver {
+    fn get_content(&self, path: String) -> DriverFuture<'_, Bytes> {
+        let full = self.full(&path);
+        Box::pin(blocking(path, move || fs::read(full).map(Bytes::from)))
+    }
+
+    fn put_content(&self, path: String, content: Bytes) -> DriverFuture<'_, ()> {
+        let full = self.full(&path);
+        Box::pin(blocking(path, move || write_atomic(&full, &content)))
+    }
+
+    fn reader(&self, path: String, offset: u64) -> DriverFuture<'_, BoxReader> {
+        let full = self.full(&path);
+        Box::pin(async move {
+            let file = blocking(path, move || {
+                let mut f = File::open(full)?;
+                f.seek(SeekFrom::Start(offset))?;
+                Ok(f)
+            })
+            .await?;
+            let file = tokio::fs::File::from_std(file);
+            Ok(Box::pin(file) as BoxReader)
+        })
+    }
+
+    fn writer(&self, path: String, append: bool) -> DriverFuture<'_, Box<dyn FileWriter>> {
+        let full = self.full(&path);
+        Box::pin(async move {
+            let p = path.clone();
+            let file = blocking(path, move || {
+                create_dirs_durable(full.parent().expect("object paths have a parent"))?;
+                let mut f = OpenOptions::new()
+                    .create(true)
+                    .write(true)
+                    .truncate(!append)
+                    .open(&full)?;
+                let size = f.seek(SeekFrom::End(0))?;
+                Ok((f, size))
+            })
+            .await?;
+            Ok(Box::new(FsWriter {
+                path: p,
+                file: Some(file.0),
+                size: file.1,
+            }) as Box<dyn FileWriter>)
+        })
+    }
+
+    fn stat(&self, path: String) -> DriverFuture<'_, FileInfo> {
+        let full = self.full(&path);
+        Box::pin(blocking(path, move || {
+            let m = fs::metadata(full)?;
+            Ok(FileInfo { size: m.len() })
+        }))
+    }
+
+    fn list(&self, path: String) -> DriverFuture<'_, Vec<String>> {
+        let full = self.full(&path);
+        Box::pin(blocking(path, move || {
+            fs::read_dir(full)?
+                .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+                .collect()
+        }))
+    }
+
+    fn move_to(&self, from: String, to: String) -> DriverFuture<'_, ()> {
+        let (src, dst) = (self.full(&from), self.full(&to));
+        Box::pin(blocking(from, move || {
+            create_dirs_durable(dst.parent().expect("object paths have a parent"))?;
+            fs::rename(&src, &dst)?;
+            sync_parent(&dst)
+        }))
+    }
+
+    fn delete(&self, path: String) -> DriverFuture<'_, ()> {
+        let full = self.full(&path);
+        Box::pin(blocking(path, move || {
+            if fs::symlink_metadata(&full)?.is_dir() {
+                fs::remove_dir_all(&full)?;
+            } else {
+                fs::remove_file(&full)?;
+            }
+            sync_parent(&full)
+        }))
+    }
+}
+
+struct FsWriter {
+    path: String,
+    file: Option<File>,
+    size: u64,
+}
+
+impl FileWriter for FsWriter {
+    fn write(&mut self, chunk: Bytes) -> DriverFuture<'_, ()> {
+        Box::pin(async move {
+            let mut file = self.file.take().expect("writer used after a failed write");
+            let len = chunk.len() as u64;
+            let file = blocking(self.path.clone(), move || {
+                file.write_all(&chunk)?;
+                Ok(file)
+            })
+            .await?;
+            self.file = Some(file);
+            self.size += len;
+            Ok(())
+        })
+    }
+
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn commit(self: Box<Self>) -> DriverFuture<'static, ()> {
+        let FsWriter { path, file, .. } = *self;
+        Box::pin(async move {
+            match file {
+                Some(f) => blocking(path, move || f.sync_data()).await,
+                None => Ok(()),
+            }
+        })
+    }
+}

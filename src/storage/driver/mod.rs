@@ -1,0 +1,70 @@
+//! The storage driver: a small key/value-with-directories interface, the same
+//! seam distribution has between its registry logic and its backends. Paths are
+//! relative, `/`-separated and built only from validated names and digests.
+//! The filesystem driver is the first implementation; an object-storage one
+//! is meant to slot in beside it without the layers above changing.
+
+pub mod filesystem;
+
+use bytes::Bytes;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use tokio::io::AsyncRead;
+
+pub type DriverFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, DriverError>> + Send + 'a>>;
+pub type BoxReader = Pin<Box<dyn AsyncRead + Send>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("{path}: {source}")]
+    Io { path: String, source: io::Error },
+}
+
+impl DriverError {
+    pub fn io(path: &str, source: io::Error) -> Self {
+        if source.kind() == io::ErrorKind::NotFound {
+            DriverError::NotFound(path.to_string())
+        } else {
+            DriverError::Io {
+                path: path.to_string(),
+                source,
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct FileInfo {
+    pub size: u64,
+}
+
+pub trait StorageDriver: Send + Sync + 'static {
+    /// Reads a whole small object (links, manifests, markers).
+    fn get_content(&self, path: String) -> DriverFuture<'_, Bytes>;
+    /// Replaces an object atomically and durably: readers see the old bytes or
+    /// the new ones, never a prefix, and the new ones survive a crash once this returns.
+    fn put_content(&self, path: String, content: Bytes) -> DriverFuture<'_, ()>;
+    /// Streams an object from `offset`.
+    fn reader(&self, path: String, offset: u64) -> DriverFuture<'_, BoxReader>;
+    /// Opens an object for appending (`append`) or truncates it.
+    fn writer(&self, path: String, append: bool) -> DriverFuture<'_, Box<dyn FileWriter>>;
+    fn stat(&self, path: String) -> DriverFuture<'_, FileInfo>;
+    /// Names of the direct children of a directory, unsorted.
+    fn list(&self, path: String) -> DriverFuture<'_, Vec<String>>;
+    /// Moves an object into place atomically and durably, replacing any existing one.
+    fn move_to(&self, from: String, to: String) -> DriverFuture<'_, ()>;
+    /// Removes an object or a whole directory tree.
+    fn delete(&self, path: String) -> DriverFuture<'_, ()>;
+}
+
+/// An object being written in pieces, such as an upload in progress.
+pub trait FileWriter: Send {
+    fn write(&mut self, chunk: Bytes) -> DriverFuture<'_, ()>;
+    /// Bytes in the object, including what was there before an append.
+    fn size(&self) -> u64;
+    /// Makes everything written so far durable.
+    fn commit(self: Box<Self>) -> DriverFuture<'static, ()>;
+}

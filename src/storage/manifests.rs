@@ -1,0 +1,166 @@
+//! Manifests: stored as blobs, made visible by a revision link, named by tags.
+//! The exact bytes a client pushed are the bytes served.
+
+use super::{Registry, Result, StorageError, paths};
+use crate::digest::{Algorithm, Digest};
+use crate::manifest::{Manifest, stored_media_type};
+use crate::names::{RepoName, Tag};
+use bytes::Bytes;
+
+/// How a client names a manifest.
+#[derive(Clone, Debug)]
+pub enum Reference {
+    Tag(Tag),
+    Digest(Digest),
+}
+
+impl Reference {
+    pub fn parse(s: &str) -> Option<Reference> {
+        if s.contains(':') {
+            s.parse().ok().map(Reference::Digest)
+        } else {
+            Tag::parse(s).map(Reference::Tag)
+        }
+    }
+}
+
+impl std::fmt::Display for Reference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reference::Tag(t) => t.fmt(f),
+            Reference::Digest(d) => d.fmt(f),
+        }
+    }
+}
+
+pub struct StoredManifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub bytes: Bytes,
+}
+
+pub struct PutOutcome {
+    pub digest: Digest,
+    pub subject: Option<Digest>,
+}
+
+impl Registry {
+    /// The digest a reference names in this repository.
+    pub async fn resolve(&self, repo: &RepoName, r: &Reference) -> Result<Digest> {
+        let unknown = || StorageError::ManifestUnknown(r.to_string());
+        let d = match r {
+            Reference::Digest(d) => d.clone(),
+            Reference::Tag(t) => self
+                .read_link(paths::tag_current(repo, t))
+                .await?
+                .ok_or_else(unknown)?,
+        };
+        if !self.exists(paths::revision_link(repo, &d)).await? {
+            return Err(unknown());
+        }
+        Ok(d)
+    }
+
+    pub async fn get_manifest(&self, repo: &RepoName, r: &Reference) -> Result<StoredManifest> {
+        let digest = self.resolve(repo, r).await?;
+        let bytes =
+            match super::error::optional(self.driver.get_content(paths::blob_data(&digest)).await)?
+            {
+                Some(b) => b,
+                None => return Err(StorageError::ManifestUnknown(r.to_string())),
+            };
+        Ok(StoredManifest {
+            media_type: stored_media_type(&bytes),
+            digest,
+            bytes,
+        })
+    }
+
+    /// Validates and stores a manifest, then points the tag (if any) at it.
+    pub async fn put_manifest(
+        &self,
+        repo: &RepoName,
+        r: &Reference,
+        bytes: Bytes,
+        content_type: Option<&str>,
+    ) -> Result<PutOutcome> {
+        let digest = match r {
+            Reference::Digest(d) if d.algorithm() != Algorithm::Sha256 => {
+                let mut h = d.algorithm().hasher();
+                h.update(&bytes);
+                h.finish()
+            }
+            _ => Digest::sha256_of(&bytes),
+        };
+        if let Reference::Digest(expected) = r {
+            if expected != &digest {
+                return Err(StorageError::DigestInvalid {
+                    expected: expected.to_string(),
+                    actual: digest.to_string(),
+                });
+            }
+        }
+        let m = Manifest::parse(&bytes, content_type)
+            .map_err(|e| StorageError::ManifestInvalid(e.0))?;
+        self.check_references(repo, &m).await?;
+        if self.stored_blob_size(&digest).await?.is_none() {
+            self.driver
+                .put_content(paths::blob_data(&digest), bytes)
+                .await?;
+        }
+        self.write_link(paths::revision_link(repo, &digest), &digest)
+            .await?;
+        if let Some(subject) = &m.subject {
+            self.write_link(paths::referrer_link(repo, subject, &digest), &digest)
+                .await?;
+        }
+        if let Reference::Tag(t) = r {
+            self.tag(repo, t, &digest).await?;
+        }
+        Ok(PutOutcome {
+            digest,
+            subject: m.subject,
+        })
+    }
+
+    async fn check_references(&self, repo: &RepoName, m: &Manifest) -> Result<()> {
+        for b in &m.blobs {
+            match self.blob_size(repo, b).await {
+                Err(StorageError::BlobUnknown(d)) => {
+                    return Err(StorageError::ManifestBlobUnknown(d));
+                }
+                r => r.map(drop)?,
+            }
+        }
+        for c in &m.children {
+            if !self.exists(paths::revision_link(repo, c)).await? {
+                return Err(StorageError::ManifestBlobUnknown(c.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes a manifest revision and every tag pointing at it. The blob
+    /// bytes stay until garbage collection finds nothing referencing them.
+    pub async fn delete_manifest(&self, repo: &RepoName, d: &Digest) -> Result<()> {
+        let stored = self
+            .get_manifest(repo, &Reference::Digest(d.clone()))
+            .await?;
+        for t in self.tags(repo).await? {
+            if self.read_link(paths::tag_current(repo, &t)).await?.as_ref() == Some(d) {
+                self.untag(repo, &t).await?;
+            }
+        }
+        if let Ok(m) = Manifest::parse(&stored.bytes, None) {
+            if let Some(subject) = m.subject {
+                let link = paths::referrer_link(repo, &subject, d);
+                self.remove(link.trim_end_matches("/link").to_string())
+                    .await?;
+            }
+        }
+        let link = paths::revision_link(repo, d);
+        self.remove(link.trim_end_matches("/link").to_string())
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,102 @@
+//! The registry's storage layer: blobs, uploads, manifests, tags and
+//! repositories expressed over a [`driver::StorageDriver`]. It knows the
+//! on-disk layout and the rules that keep it consistent; it knows nothing of HTTP.
+//!
+//! Consistency rule: every write that makes something visible is a single
+//! atomic driver operation done last (a link written, a file moved into place),
+//! so a crash at any point leaves either the old state or the new one.
+
+pub mod blobs;
+pub mod catalog;
+pub mod driver;
+pub mod error;
+pub mod manifests;
+pub mod paths;
+pub mod referrers;
+pub mod tags;
+pub mod uploads;
+
+use crate::digest::Digest;
+use bytes::Bytes;
+use driver::StorageDriver;
+pub use error::{Result, StorageError};
+use futures_core::Stream;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// Incoming bytes for an upload, as the HTTP layer hands them over.
+pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+pub struct Registry {
+    driver: Arc<dyn StorageDriver>,
+    uploads: uploads::Sessions,
+}
+
+impl Registry {
+    pub fn new(driver: Arc<dyn StorageDriver>) -> Self {
+        Registry {
+            driver,
+            uploads: uploads::Sessions::default(),
+        }
+    }
+
+    /// Checks the storage can be written and read back, before serving.
+    pub async fn check(&self) -> Result<()> {
+        let path = format!("{}/.healthcheck", paths::ROOT);
+        self.driver
+            .put_content(path.clone(), Bytes::from_static(b"ok"))
+            .await?;
+        self.driver.get_content(path.clone()).await?;
+        self.driver.delete(path).await?;
+        Ok(())
+    }
+
+    /// Reads a link file: a digest, possibly followed by whitespace.
+    async fn read_link(&self, path: String) -> Result<Option<Digest>> {
+        let Some(bytes) = error::optional(self.driver.get_content(path.clone()).await)? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        text.trim()
+            .parse()
+            .map(Some)
+            .map_err(|e| StorageError::CorruptLink {
+                path,
+                detail: format!("{e}"),
+            })
+    }
+
+    async fn write_link(&self, path: String, d: &Digest) -> Result<()> {
+        Ok(self
+            .driver
+            .put_content(path, Bytes::from(d.to_string()))
+            .await?)
+    }
+
+    async fn exists(&self, path: String) -> Result<bool> {
+        Ok(error::optional(self.driver.stat(path).await)?.is_some())
+    }
+
+    /// Removes `path`, treating an absent one as already removed.
+    async fn remove(&self, path: String) -> Result<bool> {
+        Ok(error::optional(self.driver.delete(path).await)?.is_some())
+    }
+
+    /// Lists a directory, absent meaning empty.
+    async fn list(&self, path: String) -> Result<Vec<String>> {
+        Ok(error::optional(self.driver.list(path).await)?.unwrap_or_default())
+    }
+
+    /// Digests stored under `<dir>/<algorithm>/<hex>`, skipping anything that is not one.
+    async fn list_digests(&self, dir: &str) -> Result<Vec<Digest>> {
+        let mut out = vec![];
+        for alg in self.list(dir.to_string()).await? {
+            for hex in self.list(format!("{dir}/{alg}")).await? {
+                if let Ok(d) = format!("{alg}:{hex}").parse() {
+                    out.push(d);
+                }
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,118 @@
+//! Where everything lives, in distribution's filesystem layout. Every path the
+//! registry touches is spelled here and nowhere else.
+
+use crate::digest::Digest;
+use crate::names::{RepoName, Tag};
+
+pub const ROOT: &str = "docker/registry/v2";
+
+pub fn repositories() -> String {
+    format!("{ROOT}/repositories")
+}
+
+pub fn repo(name: &RepoName) -> String {
+    format!("{ROOT}/repositories/{name}")
+}
+
+pub fn blob_data(d: &Digest) -> String {
+    format!(
+        "{ROOT}/blobs/{}/{}/{}/data",
+        d.algorithm().name(),
+        &d.hex()[..2],
+        d.hex()
+    )
+}
+
+pub fn layer_link(name: &RepoName, d: &Digest) -> String {
+    format!(
+        "{}/_layers/{}/{}/link",
+        repo(name),
+        d.algorithm().name(),
+        d.hex()
+    )
+}
+
+pub fn revision_link(name: &RepoName, d: &Digest) -> String {
+    format!(
+        "{}/_manifests/revisions/{}/{}/link",
+        repo(name),
+        d.algorithm().name(),
+        d.hex()
+    )
+}
+
+pub fn tags(name: &RepoName) -> String {
+    format!("{}/_manifests/tags", repo(name))
+}
+
+pub fn tag(name: &RepoName, tag: &Tag) -> String {
+    format!("{}/{tag}", tags(name))
+}
+
+pub fn tag_current(name: &RepoName, t: &Tag) -> String {
+    format!("{}/current/link", tag(name, t))
+}
+
+pub fn tag_index(name: &RepoName, t: &Tag, d: &Digest) -> String {
+    format!(
+        "{}/index/{}/{}/link",
+        tag(name, t),
+        d.algorithm().name(),
+        d.hex()
+    )
+}
+
+/// Our referrers index: `_manifests/_referrers/<subject>/<referrer>/link`.
+/// Distribution skips `_`-prefixed entries, so the directory is invisible to it.
+pub fn referrers(name: &RepoName, subject: &Digest) -> String {
+    format!(
+        "{}/_manifests/_referrers/{}/{}",
+        repo(name),
+        subject.algorithm().name(),
+        subject.hex()
+    )
+}
+
+pub fn referrer_link(name: &RepoName, subject: &Digest, referrer: &Digest) -> String {
+    format!(
+        "{}/{}/{}/link",
+        referrers(name, subject),
+        referrer.algorithm().name(),
+        referrer.hex()
+    )
+}
+
+pub fn upload(name: &RepoName, id: &str) -> String {
+    format!("{}/_uploads/{id}", repo(name))
+}
+
+pub fn upload_data(name: &RepoName, id: &str) -> String {
+    format!("{}/data", upload(name, id))
+}
+
+pub fn upload_started(name: &RepoName, id: &str) -> String {
+    format!("{}/startedat", upload(name, id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_distribution_layout() {
+        let n = RepoName::parse("team/app").unwrap();
+        let d: Digest = format!("sha256:ab{}", "0".repeat(62)).parse().unwrap();
+        assert_eq!(
+            blob_data(&d),
+            format!(
+                "docker/registry/v2/blobs/sha256/ab/ab{}/data",
+                "0".repeat(62)
+            )
+        );
+        assert_eq!(
+            tag_current(&n, &Tag::parse("1.0").unwrap()),
+            "docker/registry/v2/repositories/team/app/_manifests/tags/1.0/current/link"
+        );
+        assert!(layer_link(&n, &d).ends_with(&format!("_layers/sha256/{}/link", d.hex())));
+    }
+}

@@ -1,0 +1,283 @@
+//! Blob uploads: bytes are appended to `_uploads/<id>/data`, hashed as they
+//! stream, made durable before each acknowledgement, and moved into the blob
+//! store only once the digest the client claims has been verified.
+//!
+//! The running hash lives in memory between requests; when it is missing
+//! (after a restart, or on another node) it is rebuilt by re-reading the data
+//! file, so an upload survives a restart without a hash-state format of our own.
+
+use super::driver::FileWriter;
+use super::{ByteStream, Registry, Result, StorageError, paths};
+use crate::digest::{Algorithm, Digest, Hasher};
+use crate::names::RepoName;
+use bytes::{Bytes, BytesMut};
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex};
+use tokio::io::AsyncReadExt;
+
+/// Bytes gathered before each write: large enough that per-write overhead vanishes,
+/// small enough that memory stays flat per upload.
+const CHUNK: usize = 1 << 20;
+/// Above this, hashing runs on the blocking pool in parallel with the write.
+const PARALLEL_HASH_MIN: usize = 256 << 10;
+
+/// Running hashes of uploads in progress, keyed by repository and upload id.
+#[derive(Default)]
+pub struct Sessions {
+    map: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Progress>>>>>,
+}
+
+/// The sha256 state of the first `size` bytes of an upload.
+struct Progress {
+    hasher: Hasher,
+    size: u64,
+}
+
+impl Sessions {
+    fn get(&self, key: &str) -> Arc<tokio::sync::Mutex<Option<Progress>>> {
+        let mut map = self.map.lock().expect("sessions lock");
+        map.entry(key.to_string()).or_default().clone()
+    }
+
+    fn forget(&self, key: &str) {
+        self.map.lock().expect("sessions lock").remove(key);
+    }
+}
+
+/// Upload ids are ours (UUIDs) or distribution's (UUIDs too); anything else
+/// is unknown rather than a path.
+fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+fn new_id() -> String {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).expect("system random source");
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = crate::digest::to_hex(&b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+impl Registry {
+    /// Starts an upload and returns its id.
+    pub async fn start_upload(&self, repo: &RepoName) -> Result<String> {
+        let id = new_id();
+        let now = crate::timefmt::rfc3339(std::time::SystemTime::now());
+        self.driver
+            .put_content(paths::upload_started(repo, &id), Bytes::from(now))
+            .await?;
+        self.driver
+            .writer(paths::upload_data(repo, &id), false)
+            .await?
+            .commit()
+            .await?;
+        Ok(id)
+    }
+
+    /// Bytes received so far.
+    pub async fn upload_size(&self, repo: &RepoName, id: &str) -> Result<u64> {
+        if !valid_id(id) {
+            return Err(StorageError::UploadUnknown(id.to_string()));
+        }
+        match self.driver.stat(paths::upload_data(repo, id)).await {
+            Ok(info) => Ok(info.size),
+            Err(super::driver::DriverError::NotFound(_)) => {
+                Err(StorageError::UploadUnknown(id.to_string()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Appends a chunk. `start` is the offset the client says it begins at;
+    /// anything but the current size is out of order. Returns the new size.
+    pub async fn append_upload(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        start: Option<u64>,
+        body: ByteStream,
+    ) -> Result<u64> {
+        let key = format!("{repo}/{id}");
+        let session = self.uploads.get(&key);
+        let mut progress = session.lock().await;
+        let size = self.upload_size(repo, id).await?;
+        if start.is_some_and(|s| s != size) {
+            return Err(StorageError::RangeInvalid { size });
+        }
+        let p = self.resume_hash(repo, id, progress.take(), size).await?;
+        let p = self.write_stream(repo, id, p, body).await?;
+        let size = p.size;
+        *progress = Some(p);
+        Ok(size)
+    }
+
+    /// Completes an upload: appends any final bytes, verifies `expected`, and
+    /// moves the data into the blob store. On a digest mismatch the upload is
+    /// discarded and nothing is stored.
+    pub async fn finish_upload(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        expected: &Digest,
+        body: Option<ByteStream>,
+    ) -> Result<u64> {
+        let key = format!("{repo}/{id}");
+        let session = self.uploads.get(&key);
+        let mut progress = session.lock().await;
+        let size = self.upload_size(repo, id).await?;
+        let mut p = self.resume_hash(repo, id, progress.take(), size).await?;
+        if let Some(body) = body {
+            p = self.write_stream(repo, id, p, body).await?;
+        }
+        let actual = match expected.algorithm() {
+            Algorithm::Sha256 => p.hasher.finish(),
+            other => self
+                .hash_file(repo, id, other, p.size)
+                .await?
+                .hasher
+                .finish(),
+        };
+        if &actual != expected {
+            self.cancel_upload_locked(repo, id, &key).await?;
+            return Err(StorageError::DigestInvalid {
+                expected: expected.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        if self.stored_blob_size(expected).await?.is_none() {
+            self.driver
+                .move_to(paths::upload_data(repo, id), paths::blob_data(expected))
+                .await?;
+        }
+        self.link_layer(repo, expected).await?;
+        self.cancel_upload_locked(repo, id, &key).await?;
+        Ok(p.size)
+    }
+
+    /// Abandons an upload and removes its data.
+    pub async fn cancel_upload(&self, repo: &RepoName, id: &str) -> Result<()> {
+        let key = format!("{repo}/{id}");
+        let session = self.uploads.get(&key);
+        let _guard = session.lock().await;
+        self.upload_size(repo, id).await?;
+        self.cancel_upload_locked(repo, id, &key).await
+    }
+
+    async fn cancel_upload_locked(&self, repo: &RepoName, id: &str, key: &str) -> Result<()> {
+        self.uploads.forget(key);
+        self.remove(paths::upload(repo, id)).await?;
+        Ok(())
+    }
+
+    /// Stores a whole blob from one request body.
+    pub async fn put_blob(
+        &self,
+        repo: &RepoName,
+        expected: &Digest,
+        body: ByteStream,
+    ) -> Result<u64> {
+        let id = self.start_upload(repo).await?;
+        let result = self.finish_upload(repo, &id, expected, Some(body)).await;
+        if result.is_err() {
+            let _ = self.remove(paths::upload(repo, &id)).await;
+            self.uploads.forget(&format!("{repo}/{id}"));
+        }
+        result
+    }
+
+    async fn resume_hash(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        p: Option<Progress>,
+        size: u64,
+    ) -> Result<Progress> {
+        match p {
+            Some(p) if p.size == size => Ok(p),
+            _ => self.hash_file(repo, id, Algorithm::Sha256, size).await,
+        }
+    }
+
+    /// Re-hashes the first `size` bytes of an upload's data.
+    async fn hash_file(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        alg: Algorithm,
+        size: u64,
+    ) -> Result<Progress> {
+        let mut reader = self
+            .driver
+            .reader(paths::upload_data(repo, id), 0)
+            .await?
+            .take(size);
+        let mut hasher = alg.hasher();
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = reader.read(&mut buf).await.map_err(StorageError::Body)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        Ok(Progress { hasher, size })
+    }
+
+    /// Streams `body` onto the end of the upload, hashing as it goes, and makes
+    /// it durable. On error the running hash is dropped, to be rebuilt from disk.
+    async fn write_stream(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        mut p: Progress,
+        mut body: ByteStream,
+    ) -> Result<Progress> {
+        let mut writer = self
+            .driver
+            .writer(paths::upload_data(repo, id), true)
+            .await?;
+        let mut buf = BytesMut::with_capacity(CHUNK);
+        while let Some(chunk) = poll_fn(|cx| body.as_mut().poll_next(cx)).await {
+            buf.extend_from_slice(&chunk.map_err(StorageError::Body)?);
+            if buf.len() >= CHUNK {
+                p.hasher = write_chunk(writer.as_mut(), p.hasher, buf.split().freeze()).await?;
+            }
+        }
+        if !buf.is_empty() {
+            p.hasher = write_chunk(writer.as_mut(), p.hasher, buf.freeze()).await?;
+        }
+        p.size = writer.size();
+        writer.commit().await?;
+        Ok(p)
+    }
+}
+
+/// Writes one chunk and folds it into the hash, in parallel when it is large.
+async fn write_chunk(
+    writer: &mut dyn FileWriter,
+    mut hasher: Hasher,
+    chunk: Bytes,
+) -> Result<Hasher> {
+    if chunk.len() < PARALLEL_HASH_MIN {
+        hasher.update(&chunk);
+        writer.write(chunk).await?;
+        return Ok(hasher);
+    }
+    let c = chunk.clone();
+    let hashing = tokio::task::spawn_blocking(move || {
+        hasher.update(&c);
+        hasher
+    });
+    let (hashed, written) = tokio::join!(hashing, writer.write(chunk));
+    written?;
+    hashed.map_err(|e| StorageError::Body(std::io::Error::other(e)))
+}
