@@ -1,0 +1,387 @@
+//! Test harness: runs the real `private-registry` binary on a loopback port
+//! with its own data directory, and talks to it over real sockets with a
+//! deliberately minimal HTTP/1.1 client (so tests can send malformed requests).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_private-registry");
+
+/// A scratch directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "pr-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub struct Server {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub root: PathBuf,
+    pub config: PathBuf,
+    pub log: Arc<Mutex<Vec<String>>>,
+    _dir: Option<TempDir>,
+}
+
+/// A config for tests: loopback, any free port, deletes on, plus `extra` YAML lines.
+pub fn config_yaml(root: &Path, extra: &str) -> String {
+    format!(
+        "version: 0.1\nlog:\n  level: debug\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n{extra}",
+        root.display()
+    )
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Self::start_with("")
+    }
+
+    pub fn start_with(extra: &str) -> Server {
+        let dir = TempDir::new("srv");
+        let root = dir.0.join("data");
+        let mut s = Self::start_on(&root, extra, &[]);
+        s._dir = Some(dir);
+        s
+    }
+
+    /// Starts a server on an existing data directory (the caller owns it).
+    pub fn start_on(root: &Path, extra: &str, env: &[(&str, &str)]) -> Server {
+        let config = root.with_extension("yml");
+        std::fs::write(&config, config_yaml(root, extra)).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--config"]).arg(&config);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("serving on ").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                    let _ = tx.send(addr);
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("server did not start; log: {:?}", log.lock().unwrap()));
+        Server {
+            child: Some(child),
+            addr: addr.parse().unwrap(),
+            root: root.to_path_buf(),
+            config,
+            log,
+            _dir: None,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn req(&self, method: &str, path: &str) -> Req {
+        Req {
+            addr: self.addr,
+            method: method.to_string(),
+            path: path.to_string(),
+            headers: vec![],
+            body: vec![],
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Sends `sig` and waits for the process to exit.
+    pub fn signal_and_wait(&mut self, sig: &str) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        Command::new("kill")
+            .args([&format!("-{sig}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        child.wait().unwrap()
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub struct Req {
+    addr: SocketAddr,
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The first error code of a spec error body.
+    pub fn code(&self) -> String {
+        self.json()["errors"][0]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The path part of the `Location` header.
+    pub fn location_path(&self) -> String {
+        let l = self.header("Location").expect("Location header");
+        match l.find("/v2/") {
+            Some(i) => l[i..].to_string(),
+            None => l.to_string(),
+        }
+    }
+}
+
+impl Req {
+    pub fn header(mut self, k: &str, v: &str) -> Req {
+        self.headers.push((k.to_string(), v.to_string()));
+        self
+    }
+
+    pub fn body(mut self, b: impl Into<Vec<u8>>) -> Req {
+        self.body = b.into();
+        self
+    }
+
+    pub fn send(self) -> Resp {
+        let mut head = format!(
+            "{} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.method, self.path, self.addr
+        );
+        let chunked = self
+            .headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("Transfer-Encoding") && v == "chunked");
+        for (k, v) in &self.headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if !chunked
+            && !self
+                .headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("Content-Length"))
+        {
+            head.push_str(&format!("Content-Length: {}\r\n", self.body.len()));
+        }
+        head.push_str("\r\n");
+        let mut raw = head.into_bytes();
+        if chunked {
+            for c in self.body.chunks(1000) {
+                raw.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+                raw.extend_from_slice(c);
+                raw.extend_from_slice(b"\r\n");
+            }
+            raw.extend_from_slice(b"0\r\n\r\n");
+        } else {
+            raw.extend_from_slice(&self.body);
+        }
+        raw_request(self.addr, &raw, self.method == "HEAD")
+    }
+}
+
+/// Sends raw bytes and parses the response (connection closed by the server).
+pub fn raw_request(addr: SocketAddr, raw: &[u8], head_only: bool) -> Resp {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.write_all(raw).unwrap();
+    let mut buf = vec![];
+    let _ = s.read_to_end(&mut buf);
+    parse_response(&buf, head_only)
+}
+
+fn parse_response(buf: &[u8], head_only: bool) -> Resp {
+    let end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head: {:?}", String::from_utf8_lossy(buf)));
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let rest = &buf[end + 4..];
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let body = if head_only {
+        vec![]
+    } else if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_vec()
+    };
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = vec![];
+    loop {
+        let nl = b.windows(2).position(|w| w == b"\r\n").unwrap();
+        let n = usize::from_str_radix(
+            std::str::from_utf8(&b[..nl])
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap(),
+            16,
+        )
+        .unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[nl + 2..nl + 2 + n]);
+        b = &b[nl + 2 + n + 2..];
+    }
+}
+
+pub fn sha256(data: &[u8]) -> String {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(data);
+    format!(
+        "sha256:{}",
+        h.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+/// Uploads a blob monolithically and returns its digest.
+pub fn push_blob(s: &Server, repo: &str, data: &[u8]) -> String {
+    let d = sha256(data);
+    let r = s
+        .req("POST", &format!("/v2/{repo}/blobs/uploads/?digest={d}"))
+        .body(data.to_vec())
+        .send();
+    assert_eq!(r.status, 201, "push blob: {}", r.text());
+    d
+}
+
+/// An image manifest of the given media type referencing `config` and `layers`.
+pub fn image_manifest(media_type: &str, config: (&str, usize), layers: &[(&str, usize)]) -> String {
+    let layer_type = if media_type.contains("docker") {
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    } else {
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    };
+    let config_type = if media_type.contains("docker") {
+        "application/vnd.docker.container.image.v1+json"
+    } else {
+        "application/vnd.oci.image.config.v1+json"
+    };
+    let layers: Vec<String> = layers
+        .iter()
+        .map(|(d, n)| format!(r#"{{"mediaType":"{layer_type}","digest":"{d}","size":{n}}}"#))
+        .collect();
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"{media_type}","config":{{"mediaType":"{config_type}","digest":"{}","size":{}}},"layers":[{}]}}"#,
+        config.0,
+        config.1,
+        layers.join(",")
+    )
+}
+
+/// Pushes a config and one layer and a manifest tagged `tag`; returns the manifest digest.
+pub fn push_image(s: &Server, repo: &str, tag: &str, seed: &str) -> String {
+    let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":"{seed}"}}"#);
+    let layer = format!("layer-{seed}").into_bytes();
+    let c = push_blob(s, repo, config.as_bytes());
+    let l = push_blob(s, repo, &layer);
+    let mt = "application/vnd.oci.image.manifest.v1+json";
+    let m = image_manifest(mt, (&c, config.len()), &[(&l, layer.len())]);
+    let r = s
+        .req("PUT", &format!("/v2/{repo}/manifests/{tag}"))
+        .header("Content-Type", mt)
+        .body(m.clone())
+        .send();
+    assert_eq!(r.status, 201, "push manifest: {}", r.text());
+    sha256(m.as_bytes())
+}
+
+/// Waits until `f` holds, for at most `secs`.
+pub fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < until {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
