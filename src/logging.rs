@@ -34,9 +34,7 @@ impl Log for StderrLogger {
 
 pub fn init(level: LevelFilter) {
     static LOGGER: StderrLogger = StderrLogger;
-    if log::set_logger(&LOGGER).is_ok() {
-        log::set_max_level(level);
-    } else {
-        log::set_max_level(level);
-    }
+    // A second call (tests) keeps the first logger and only changes the level.
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(level);
 }

@@ -13,7 +13,7 @@ mod timefmt;
 
 use clap::{Parser, Subcommand};
 use config::{Config, ConfigError, Loaded};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -44,7 +44,7 @@ enum Command {
     },
 }
 
-fn load(path: &PathBuf, dev: bool) -> Result<Loaded, ConfigError> {
+fn load(path: &Path, dev: bool) -> Result<Loaded, ConfigError> {
     if dev {
         Config::parse(
             config::DEV_CONFIG,
@@ -56,7 +56,7 @@ fn load(path: &PathBuf, dev: bool) -> Result<Loaded, ConfigError> {
     }
 }
 
-fn load_reporting(path: &PathBuf, dev: bool) -> Option<Config> {
+fn load_reporting(path: &Path, dev: bool) -> Option<Config> {
     match load(path, dev) {
         Ok(l) => {
             for w in &l.warnings {

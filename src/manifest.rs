@@ -72,12 +72,13 @@ impl Manifest {
         let raw: Raw = serde_json::from_slice(bytes)
             .map_err(|e| invalid(format!("not a JSON manifest: {e}")))?;
         let media_type = infer_media_type(&raw)?;
-        if let Some(ct) = content_type.map(|c| c.split(';').next().unwrap_or("").trim()) {
-            if is_manifest_type(ct) && ct != media_type {
-                return Err(invalid(format!(
-                    "Content-Type {ct} does not match the manifest's media type {media_type}"
-                )));
-            }
+        if let Some(ct) = content_type.map(|c| c.split(';').next().unwrap_or("").trim())
+            && is_manifest_type(ct)
+            && ct != media_type
+        {
+            return Err(invalid(format!(
+                "Content-Type {ct} does not match the manifest's media type {media_type}"
+            )));
         }
         if raw.schema_version != Some(2) {
             return Err(invalid("schemaVersion must be 2"));

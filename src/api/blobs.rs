@@ -55,7 +55,7 @@ async fn get(api: &Api, req: &Parts, repo: &RepoName, d: &Digest) -> ApiResult {
     let body = if req.method == Method::HEAD || len == 0 {
         body::empty()
     } else {
-        ReaderBody::new(api.registry.open_blob(d, start).await?, len)
+        ReaderBody::boxed(api.registry.open_blob(d, start).await?, len)
     };
     Ok(b.body(body).expect("valid response"))
 }

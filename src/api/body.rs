@@ -33,7 +33,7 @@ pub struct ReaderBody {
 }
 
 impl ReaderBody {
-    pub fn new(reader: Pin<Box<dyn AsyncRead + Send>>, len: u64) -> Body {
+    pub fn boxed(reader: Pin<Box<dyn AsyncRead + Send>>, len: u64) -> Body {
         ReaderBody {
             reader: Box::pin(reader.take(len)),
             remaining: len,

@@ -90,13 +90,13 @@ async fn negotiate(
     if types.contains(&m.media_type) {
         return Ok(m);
     }
-    if m.media_type == DOCKER_LIST {
-        if let Some(child) = linux_amd64_child(&m.bytes) {
-            return Ok(api
-                .registry
-                .get_manifest(repo, &Reference::Digest(child))
-                .await?);
-        }
+    if m.media_type == DOCKER_LIST
+        && let Some(child) = linux_amd64_child(&m.bytes)
+    {
+        return Ok(api
+            .registry
+            .get_manifest(repo, &Reference::Digest(child))
+            .await?);
     }
     Err(ApiError::new(
         Code::ManifestUnknown,

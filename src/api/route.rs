@@ -43,9 +43,7 @@ pub fn parse(path: &str) -> Result<Route, RouteError> {
     let last = |k: usize| segs.get(n.wrapping_sub(k)).copied();
     match (last(3), last(2), last(1)) {
         (_, Some("tags"), Some("list")) => Ok(Route::Tags(name_of(n - 2)?)),
-        (Some("blobs"), Some("uploads"), Some(id)) if id.is_empty() => {
-            Ok(Route::Uploads(name_of(n - 3)?))
-        }
+        (Some("blobs"), Some("uploads"), Some("")) => Ok(Route::Uploads(name_of(n - 3)?)),
         (Some("blobs"), Some("uploads"), Some(id)) => {
             Ok(Route::Upload(name_of(n - 3)?, id.to_string()))
         }

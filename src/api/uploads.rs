@@ -21,10 +21,10 @@ pub async fn start(api: &Api, req: &Parts, body: Incoming, repo: &RepoName) -> A
     if let Some(mount) = query_param(req, "mount") {
         let d = parse_digest(&mount)?;
         let from = query_param(req, "from").and_then(|f| RepoName::parse(&f));
-        if let Some(from) = from {
-            if api.registry.mount_blob(repo, &from, &d).await?.is_some() {
-                return Ok(created(api, req, repo, &d));
-            }
+        if let Some(from) = from
+            && api.registry.mount_blob(repo, &from, &d).await?.is_some()
+        {
+            return Ok(created(api, req, repo, &d));
         }
     } else if let Some(digest) = query_param(req, "digest") {
         let d = parse_digest(&digest)?;
@@ -104,16 +104,16 @@ fn content_range_start(req: &Parts) -> Result<Option<u64>, ApiError> {
     if end < start {
         return Err(bad());
     }
-    if let Some(len) = header(req, "Content-Length").and_then(|l| l.parse::<u64>().ok()) {
-        if len != end - start + 1 {
-            return Err(ApiError::new(
-                Code::SizeInvalid,
-                format!(
-                    "Content-Range {cr:?} spans {} bytes but Content-Length is {len}",
-                    end - start + 1
-                ),
-            ));
-        }
+    if let Some(len) = header(req, "Content-Length").and_then(|l| l.parse::<u64>().ok())
+        && len != end - start + 1
+    {
+        return Err(ApiError::new(
+            Code::SizeInvalid,
+            format!(
+                "Content-Range {cr:?} spans {} bytes but Content-Length is {len}",
+                end - start + 1
+            ),
+        ));
     }
     Ok(Some(start))
 }

@@ -66,9 +66,9 @@ impl Serialize for GoDuration {
         let secs = self.0.as_secs();
         let text = if self.0.subsec_nanos() != 0 {
             format!("{}ms", self.0.as_millis())
-        } else if secs % 3600 == 0 && secs > 0 {
+        } else if secs.is_multiple_of(3600) && secs > 0 {
             format!("{}h", secs / 3600)
-        } else if secs % 60 == 0 && secs > 0 {
+        } else if secs.is_multiple_of(60) && secs > 0 {
             format!("{}m", secs / 60)
         } else {
             format!("{secs}s")

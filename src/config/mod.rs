@@ -366,15 +366,15 @@ impl Config {
             ));
         }
         self.listen_addr()?;
-        if let Some(host) = &self.http.host {
-            if !(host.starts_with("http://") || host.starts_with("https://")) {
-                return Err(invalid(
-                    "http.host",
-                    format!(
-                        "expected an absolute URL such as https://registry.example.com, got {host:?}"
-                    ),
-                ));
-            }
+        if let Some(host) = &self.http.host
+            && !(host.starts_with("http://") || host.starts_with("https://"))
+        {
+            return Err(invalid(
+                "http.host",
+                format!(
+                    "expected an absolute URL such as https://registry.example.com, got {host:?}"
+                ),
+            ));
         }
         if self
             .http
@@ -393,13 +393,13 @@ impl Config {
                 "TLS is not supported by this build yet; terminate TLS in front or omit the section",
             ));
         }
-        if let Some(auth) = &self.auth {
-            if let Some(kind) = auth.keys().next() {
-                return Err(invalid(
-                    &format!("auth.{kind}"),
-                    "authentication is not supported by this build yet; refusing to serve without it",
-                ));
-            }
+        if let Some(auth) = &self.auth
+            && let Some(kind) = auth.keys().next()
+        {
+            return Err(invalid(
+                &format!("auth.{kind}"),
+                "authentication is not supported by this build yet; refusing to serve without it",
+            ));
         }
         if self.privateregistry.maxpagesize == 0 {
             return Err(invalid(

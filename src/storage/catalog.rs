@@ -37,12 +37,11 @@ impl Registry {
                     format!("{prefix}/{c}")
                 };
                 // Skip subtrees that cannot contain anything after `last`.
-                if let Some(l) = last {
-                    if path_order(&child, l) == Ordering::Less
-                        && !l.starts_with(&format!("{child}/"))
-                    {
-                        continue;
-                    }
+                if let Some(l) = last
+                    && path_order(&child, l) == Ordering::Less
+                    && !l.starts_with(&format!("{child}/"))
+                {
+                    continue;
                 }
                 stack.push(child);
             }

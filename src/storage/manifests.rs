@@ -92,13 +92,13 @@ impl Registry {
             }
             _ => Digest::sha256_of(&bytes),
         };
-        if let Reference::Digest(expected) = r {
-            if expected != &digest {
-                return Err(StorageError::DigestInvalid {
-                    expected: expected.to_string(),
-                    actual: digest.to_string(),
-                });
-            }
+        if let Reference::Digest(expected) = r
+            && expected != &digest
+        {
+            return Err(StorageError::DigestInvalid {
+                expected: expected.to_string(),
+                actual: digest.to_string(),
+            });
         }
         let m = Manifest::parse(&bytes, content_type)
             .map_err(|e| StorageError::ManifestInvalid(e.0))?;
@@ -151,12 +151,12 @@ impl Registry {
                 self.untag(repo, &t).await?;
             }
         }
-        if let Ok(m) = Manifest::parse(&stored.bytes, None) {
-            if let Some(subject) = m.subject {
-                let link = paths::referrer_link(repo, &subject, d);
-                self.remove(link.trim_end_matches("/link").to_string())
-                    .await?;
-            }
+        if let Ok(m) = Manifest::parse(&stored.bytes, None)
+            && let Some(subject) = m.subject
+        {
+            let link = paths::referrer_link(repo, &subject, d);
+            self.remove(link.trim_end_matches("/link").to_string())
+                .await?;
         }
         let link = paths::revision_link(repo, d);
         self.remove(link.trim_end_matches("/link").to_string())
