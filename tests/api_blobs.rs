@@ -341,3 +341,27 @@ fn rss_kib(pid: u32) -> u64 {
     let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
+
+#[test]
+fn sha512_digests_are_accepted() {
+    use sha2::Digest;
+    let s = Server::start();
+    let data = b"sha512 content".to_vec();
+    let hex: String = sha2::Sha512::digest(&data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let d = format!("sha512:{hex}");
+    let r = s
+        .req("POST", &format!("/v2/a/blobs/uploads/?digest={d}"))
+        .body(data.clone())
+        .send();
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(s.req("GET", &format!("/v2/a/blobs/{d}")).send().body, data);
+    let wrong = format!("sha512:{}", "0".repeat(128));
+    let r = s
+        .req("POST", &format!("/v2/a/blobs/uploads/?digest={wrong}"))
+        .body(data)
+        .send();
+    assert_eq!(r.code(), "DIGEST_INVALID");
+}

@@ -230,9 +230,10 @@ fn log_request(req: &Parts, resp: &Response<Body>, peer: SocketAddr, started: In
         .get("Content-Length")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
+    // Fields: client, user ("-" until authentication exists), request, status, bytes, duration.
     log::info!(
         target: "access",
-        "{} {} {} {} {} {:.3}ms",
+        "{} - {} {} {} {} {:.3}ms",
         peer.ip(),
         req.method,
         req.uri.path(),
