@@ -62,6 +62,17 @@ pub fn tag_index(name: &RepoName, t: &Tag, d: &Digest) -> String {
     )
 }
 
+/// Where a new tag is assembled before one rename makes it visible, and where
+/// a deleted tag goes before it is removed. Both sit under `_`-prefixed names
+/// that distribution never reads; leftovers after a crash are invisible.
+pub fn staging(name: &RepoName, id: &str) -> String {
+    format!("{}/_manifests/_staging/{id}", repo(name))
+}
+
+pub fn trash(name: &RepoName, id: &str) -> String {
+    format!("{}/_manifests/_trash/{id}", repo(name))
+}
+
 /// Our referrers index: `_manifests/_referrers/<subject>/<referrer>/link`.
 /// Distribution skips `_`-prefixed entries, so the directory is invisible to it.
 pub fn referrers(name: &RepoName, subject: &Digest) -> String {

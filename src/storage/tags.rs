@@ -6,10 +6,37 @@ use super::{Registry, Result, StorageError, paths};
 use crate::digest::Digest;
 use crate::names::{RepoName, Tag};
 
+fn random_id() -> String {
+    let mut rnd = [0u8; 8];
+    getrandom::fill(&mut rnd).expect("system random source");
+    crate::digest::to_hex(&rnd)
+}
+
 impl Registry {
-    /// Points `t` at `d`. The current link is the commit point; the index
-    /// entry after it is bookkeeping distribution reads.
+    /// Points `t` at `d`. An existing tag is repointed by replacing its
+    /// current link atomically. A new tag is assembled in a staging directory
+    /// and renamed into `tags/` whole, so a crash never leaves a tag that is
+    /// listed but does not resolve.
     pub async fn tag(&self, repo: &RepoName, t: &Tag, d: &Digest) -> Result<()> {
+        if !self.exists(paths::tag_current(repo, t)).await? {
+            let staging = paths::staging(repo, &random_id());
+            self.write_link(
+                format!("{staging}/index/{}/{}/link", d.algorithm().name(), d.hex()),
+                d,
+            )
+            .await?;
+            self.write_link(format!("{staging}/current/link"), d)
+                .await?;
+            let moved = self
+                .driver
+                .move_to(staging.clone(), paths::tag(repo, t))
+                .await;
+            if moved.is_ok() {
+                return Ok(());
+            }
+            // Another push created the tag meanwhile (or left an empty one): repoint it instead.
+            self.remove(staging).await?;
+        }
         self.write_link(paths::tag_current(repo, t), d).await?;
         self.write_link(paths::tag_index(repo, t, d), d).await
     }
@@ -20,7 +47,6 @@ impl Registry {
         if !self.exists(paths::repo(repo)).await? {
             return Err(StorageError::NameUnknown(repo.to_string()));
         }
-        // Entries that are not valid tag names are ours mid-delete (hidden names).
         let mut tags: Vec<Tag> = self
             .list(paths::tags(repo))
             .await?
@@ -39,20 +65,14 @@ impl Registry {
         self.untag(repo, t).await
     }
 
-    /// Hides the tag directory with one atomic rename, then removes it, so a
-    /// crash never leaves a half-deleted tag listed.
+    /// Moves the tag directory out of `tags/` with one atomic rename, then
+    /// removes it, so a crash never leaves a half-deleted tag listed.
     pub(super) async fn untag(&self, repo: &RepoName, t: &Tag) -> Result<()> {
-        let mut rnd = [0u8; 6];
-        getrandom::fill(&mut rnd).expect("system random source");
-        let hidden = format!(
-            "{}/.deleted-{}",
-            paths::tags(repo),
-            crate::digest::to_hex(&rnd)
-        );
+        let trash = paths::trash(repo, &random_id());
         self.driver
-            .move_to(paths::tag(repo, t), hidden.clone())
+            .move_to(paths::tag(repo, t), trash.clone())
             .await?;
-        self.remove(hidden).await?;
+        self.remove(trash).await?;
         Ok(())
     }
 }

@@ -385,3 +385,282 @@ pub fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+// ---------------------------------------------------------------------------
+// Helpers for the end-to-end, interoperability and crash tests.
+// ---------------------------------------------------------------------------
+
+/// Media types a client sends in `Accept` to get any manifest back as stored.
+pub const ACCEPT_ALL_MANIFESTS: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// A request to any HTTP server on `addr` (another registry, say), with the
+/// same raw client `Server::req` uses.
+pub fn req_to(addr: SocketAddr, method: &str, path: &str) -> Req {
+    Req {
+        addr,
+        method: method.to_string(),
+        path: path.to_string(),
+        headers: vec![],
+        body: vec![],
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A small deterministic PRNG (xorshift64*), so test data is reproducible from a seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(n + 8);
+        while v.len() < n {
+            v.extend_from_slice(&self.next_u64().to_le_bytes());
+        }
+        v.truncate(n);
+        v
+    }
+}
+
+/// `n` pseudo-random bytes from `seed`.
+pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    Rng::new(seed).bytes(n)
+}
+
+/// A seed that differs between runs (or `TEST_SEED` if set), printed by
+/// callers so a failure can be replayed.
+pub fn time_seed() -> u64 {
+    if let Some(s) = std::env::var("TEST_SEED").ok().and_then(|s| s.parse().ok()) {
+        return s;
+    }
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        ^ u64::from(std::process::id())
+}
+
+/// Runs a command to completion; panics with its output unless it succeeded. Returns stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    if !out.status.success() {
+        panic!(
+            "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every regular file under `dir` (recursively), sorted; symlinks are not followed.
+pub fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(p),
+                Ok(_) => out.push(p),
+                Err(_) => {}
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// sha256 of a file, streamed.
+pub fn sha256_file(p: &Path) -> String {
+    use sha2::Digest;
+    let mut f = std::fs::File::open(p).unwrap_or_else(|e| panic!("open {}: {e}", p.display()));
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    format!(
+        "sha256:{}",
+        h.finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
+}
+
+/// What [`audit_store`] found in a distribution-layout data directory.
+#[derive(Debug, Default)]
+pub struct StoreAudit {
+    /// Hard violations: a blob whose bytes do not hash to its name, a link
+    /// that is not a digest, names a different digest than its directory, or
+    /// names a blob that is not stored.
+    pub problems: Vec<String>,
+    /// Files that are neither `data` (under blobs/) nor `link` (under a
+    /// repository's `_layers`/`_manifests`), e.g. temp files a crash left
+    /// behind; they are invisible to clients but worth knowing about.
+    pub strays: Vec<String>,
+    /// Stored blob digests.
+    pub blobs: Vec<String>,
+}
+
+/// Checks the invariants of a registry root (`<root>/docker/registry/v2`).
+pub fn audit_store(root: &Path) -> StoreAudit {
+    let v2 = root.join("docker/registry/v2");
+    let mut a = StoreAudit::default();
+    let blobs_dir = v2.join("blobs");
+    for f in walk_files(&blobs_dir) {
+        let rel = f
+            .strip_prefix(&blobs_dir)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let parts: Vec<&str> = rel.split('/').collect();
+        if parts.len() == 4 && parts[3] == "data" && parts[0] == "sha256" {
+            let want = format!("sha256:{}", parts[2]);
+            let got = sha256_file(&f);
+            if got != want || !parts[2].starts_with(parts[1]) {
+                a.problems
+                    .push(format!("blob {rel} holds content hashing to {got}"));
+            }
+            a.blobs.push(want);
+        } else {
+            a.strays.push(format!("blobs/{rel}"));
+        }
+    }
+    let repos = v2.join("repositories");
+    for f in walk_files(&repos) {
+        let rel = f
+            .strip_prefix(&repos)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let in_links = rel.contains("/_layers/") || rel.contains("/_manifests/");
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        if !in_links {
+            // _uploads and anything else: not links, nothing to resolve.
+            if !rel.contains("/_uploads/") {
+                a.strays.push(format!("repositories/{rel}"));
+            }
+            continue;
+        }
+        if name != "link" {
+            a.strays.push(format!("repositories/{rel}"));
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        let d = text.trim();
+        let Some(hex) = d
+            .strip_prefix("sha256:")
+            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        else {
+            a.problems
+                .push(format!("link {rel} holds {text:?}, not a digest"));
+            continue;
+        };
+        // `<...>/sha256/<hex>/link` must name its own directory, except a tag's `current/link`.
+        let dir = f.parent().unwrap();
+        if !rel.ends_with("/current/link") {
+            let dname = dir.file_name().unwrap().to_string_lossy();
+            if dname != hex {
+                a.problems
+                    .push(format!("link {rel} names {d}, not its directory"));
+            }
+        }
+        let data = blobs_dir
+            .join("sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data");
+        if !data.is_file() {
+            a.problems
+                .push(format!("link {rel} names {d}, which is not stored"));
+        }
+    }
+    a
+}
+
+/// A child process killed (and reaped) when dropped.
+pub struct ProcGuard(pub Option<Child>);
+
+impl ProcGuard {
+    pub fn pid(&self) -> u32 {
+        self.0.as_ref().unwrap().id()
+    }
+
+    /// Sends `sig` and waits for exit.
+    pub fn signal_and_wait(&mut self, sig: &str) -> Option<std::process::ExitStatus> {
+        let mut c = self.0.take()?;
+        let _ = Command::new("kill")
+            .args([&format!("-{sig}"), &c.id().to_string()])
+            .status();
+        c.wait().ok()
+    }
+
+    /// Whether the process has exited (reaping it if so).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.0.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+}
+
+impl Drop for ProcGuard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The status of `GET path` on `addr`, or `None` if nothing answers there (yet).
+pub fn probe(addr: SocketAddr, path: &str) -> Option<u16> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).ok()?;
+    let mut buf = vec![];
+    let _ = s.read_to_end(&mut buf);
+    let line = buf.split(|b| *b == b'\n').next()?;
+    std::str::from_utf8(line)
+        .ok()?
+        .split(' ')
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()
+}

@@ -1,0 +1,451 @@
+//! End to end with a real Docker engine: each test starts its own `dockerd`
+//! (vfs storage, no networking set-up, private data/exec roots and socket),
+//! builds an image without any registry (`docker import`, `docker commit`),
+//! pushes it to our server over plain HTTP on 127.0.0.1, removes it locally,
+//! pulls it back, and checks the engine ends up with the very same image.
+//!
+//! Needs root (dockerd) and Debian's docker.io package. The tests take a lock
+//! so only one dockerd runs at a time.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+static ONE_DOCKERD: Mutex<()> = Mutex::new(());
+
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+fn dockerd_bin() -> String {
+    std::env::var("DOCKERD_BIN").unwrap_or_else(|_| "dockerd".to_string())
+}
+
+/// The client from the same package as the daemon, if it is there.
+fn docker_bin() -> String {
+    std::env::var("DOCKER_BIN").unwrap_or_else(|_| {
+        if Path::new("/usr/bin/docker").exists() {
+            "/usr/bin/docker".to_string()
+        } else {
+            "docker".to_string()
+        }
+    })
+}
+
+/// A private Docker engine, stopped (and its containerd with it) when dropped.
+struct Dockerd {
+    proc: ProcGuard,
+    host: String,
+    dir: TempDir,
+}
+
+impl Dockerd {
+    fn start() -> Dockerd {
+        let dir = TempDir::new("dk");
+        let p = |n: &str| dir.0.join(n);
+        let sock = p("s");
+        assert!(
+            sock.as_os_str().len() < 100,
+            "socket path too long: {}",
+            sock.display()
+        );
+        std::fs::create_dir_all(p("cfg")).unwrap();
+        // An empty daemon config, so /etc/docker/daemon.json cannot interfere.
+        std::fs::write(p("daemon.json"), "{}").unwrap();
+        let log = std::fs::File::create(p("dockerd.log")).unwrap();
+        let child = Command::new(dockerd_bin())
+            .args([
+                "--storage-driver=vfs",
+                "--iptables=false",
+                "--ip6tables=false",
+                "--bridge=none",
+            ])
+            .arg("--data-root")
+            .arg(p("d"))
+            .arg("--exec-root")
+            .arg(p("e"))
+            .arg("--config-file")
+            .arg(p("daemon.json"))
+            .arg("--pidfile")
+            .arg(p("p"))
+            .arg("-H")
+            .arg(format!("unix://{}", sock.display()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {} ({e}): these tests need Debian's docker.io package and root",
+                    dockerd_bin()
+                )
+            });
+        let mut d = Dockerd {
+            proc: ProcGuard(Some(child)),
+            host: format!("unix://{}", sock.display()),
+            dir,
+        };
+        let mut last = String::new();
+        let up = wait_for(90, || {
+            if d.proc.exited().is_some() {
+                return true;
+            }
+            let o = d.try_docker(&["info", "--format", "{{.ServerVersion}}"]);
+            last = String::from_utf8_lossy(&o.stderr).into_owned();
+            o.status.success()
+        });
+        if let Some(st) = d.proc.exited() {
+            panic!(
+                "dockerd exited during start-up ({st:?}); it needs root and a kernel that lets it run. Its log:\n{}",
+                d.log()
+            );
+        }
+        assert!(
+            up,
+            "dockerd did not answer `docker info` within 90 s (last error: {last}); its log:\n{}",
+            d.log()
+        );
+        d
+    }
+
+    fn log(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.0.join("dockerd.log")).unwrap_or_default();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.contains("[core]") && !l.contains("loading plugin"))
+            .collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(docker_bin());
+        c.env("DOCKER_CONFIG", self.dir.0.join("cfg"))
+            .arg("-H")
+            .arg(&self.host)
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn try_docker(&self, args: &[&str]) -> Output {
+        self.cmd(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {} ({e})", docker_bin()))
+    }
+
+    /// Runs a docker command that must succeed; returns its stdout.
+    fn docker(&self, args: &[&str]) -> String {
+        let o = self.try_docker(args);
+        if !o.status.success() {
+            panic!(
+                "docker {args:?} failed ({}):\nstdout: {}\nstderr: {}\ndockerd log:\n{}",
+                o.status,
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr),
+                self.log()
+            );
+        }
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn inspect(&self, image: &str) -> serde_json::Value {
+        let out = self.docker(&["image", "inspect", image]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v[0].clone()
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        // A clean stop also stops the containerd dockerd started.
+        if let Some(c) = self.proc.0.as_mut() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let stopped = wait_for(30, || matches!(c.try_wait(), Ok(Some(_))));
+            if !stopped {
+                let _ = c.kill();
+            }
+            let _ = c.wait();
+            self.proc.0 = None;
+        }
+        let pidfile = self.dir.0.join("e/containerd/containerd.pid");
+        let pid = std::fs::read_to_string(pidfile)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok());
+        // Only if dockerd left it running (it stops it on a clean exit).
+        if let Some(pid) = pid.filter(|p| Path::new(&format!("/proc/{p}")).exists()) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// A root filesystem tarball: a few small files and a 5 MiB random one.
+fn rootfs_tar(work: &Path, seed: u64) -> (PathBuf, Vec<u8>) {
+    let root = work.join(format!("rootfs-{seed}"));
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::create_dir_all(root.join("opt/app")).unwrap();
+    std::fs::write(root.join("etc/os-release"), "NAME=e2e\n").unwrap();
+    std::fs::write(root.join("opt/app/README"), format!("image {seed}\n")).unwrap();
+    let big = random_bytes(5 << 20, seed);
+    std::fs::write(root.join("opt/app/big.bin"), &big).unwrap();
+    let tar = work.join(format!("rootfs-{seed}.tar"));
+    run_ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&root)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("."),
+    );
+    (tar, big)
+}
+
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// The manifest digest `docker push` reports ("<tag>: digest: sha256:... size: N").
+fn pushed_digest(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.split("digest: ").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no digest in docker push output:\n{out}"))
+        .to_string()
+}
+
+/// Checks what the registry holds for `repo:tag` against the engine's view of
+/// the image: manifest digest, config = image id, layers that decompress to
+/// the image's diff ids. Returns the manifest.
+fn check_registry_image(
+    s: &Server,
+    repo: &str,
+    tag: &str,
+    digest: &str,
+    image: &serde_json::Value,
+    work: &Path,
+) -> serde_json::Value {
+    let r = s
+        .req("GET", &format!("/v2/{repo}/manifests/{tag}"))
+        .header("Accept", DOCKER_MANIFEST)
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("Content-Type"), Some(DOCKER_MANIFEST));
+    assert_eq!(r.header("Docker-Content-Digest"), Some(digest));
+    assert_eq!(sha256(&r.body), digest);
+    let by_digest = s
+        .req("GET", &format!("/v2/{repo}/manifests/{digest}"))
+        .header("Accept", DOCKER_MANIFEST)
+        .send();
+    assert_eq!(by_digest.status, 200);
+    assert!(by_digest.body == r.body);
+    let m = r.json();
+    assert_eq!(
+        m["config"]["digest"], image["Id"],
+        "manifest config is not the image id"
+    );
+    let config = s
+        .req(
+            "GET",
+            &format!(
+                "/v2/{repo}/blobs/{}",
+                m["config"]["digest"].as_str().unwrap()
+            ),
+        )
+        .send();
+    assert_eq!(config.status, 200);
+    assert_eq!(sha256(&config.body), image["Id"].as_str().unwrap());
+    let diff_ids = strings(&image["RootFS"]["Layers"]);
+    assert_eq!(strings(&config.json()["rootfs"]["diff_ids"]), diff_ids);
+    let layers = m["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), diff_ids.len());
+    for (l, diff_id) in layers.iter().zip(&diff_ids) {
+        let d = l["digest"].as_str().unwrap();
+        let r = s.req("GET", &format!("/v2/{repo}/blobs/{d}")).send();
+        assert_eq!(r.status, 200, "layer {d}: {}", r.text());
+        assert_eq!(r.body.len() as u64, l["size"].as_u64().unwrap());
+        assert_eq!(sha256(&r.body), d);
+        let gz = work.join("layer.gz");
+        std::fs::write(&gz, &r.body).unwrap();
+        let tar = Command::new("gzip").arg("-dc").arg(&gz).output().unwrap();
+        assert!(tar.status.success(), "layer {d} is not gzip");
+        assert_eq!(
+            &sha256(&tar.stdout),
+            diff_id,
+            "layer {d} does not decompress to its diff id"
+        );
+    }
+    m
+}
+
+fn tags_of(s: &Server, repo: &str) -> Vec<String> {
+    let r = s.req("GET", &format!("/v2/{repo}/tags/list")).send();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut t = strings(&r.json()["tags"]);
+    t.sort();
+    t
+}
+
+#[test]
+fn import_push_rmi_pull_roundtrip() {
+    let _one = ONE_DOCKERD.lock().unwrap_or_else(|e| e.into_inner());
+    let s = Server::start();
+    let dk = Dockerd::start();
+    let work = TempDir::new("dkw");
+    let (tar, big) = rootfs_tar(&work.0, 1);
+    let id = dk
+        .docker(&["import", tar.to_str().unwrap(), "e2e/base:src"])
+        .trim()
+        .to_string();
+    let before = dk.inspect(&id);
+    assert_eq!(before["Id"], id.as_str());
+    let diff_ids = strings(&before["RootFS"]["Layers"]);
+    assert_eq!(diff_ids.len(), 1);
+
+    let reference = format!("{}/team/app:1.0", s.addr);
+    dk.docker(&["tag", &id, &reference]);
+    let out = dk.docker(&["push", &reference]);
+    let digest = pushed_digest(&out);
+
+    // The registry's view.
+    assert_eq!(tags_of(&s, "team/app"), ["1.0"]);
+    let head = s
+        .req("HEAD", "/v2/team/app/manifests/1.0")
+        .header("Accept", DOCKER_MANIFEST)
+        .send();
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("Docker-Content-Digest"), Some(digest.as_str()));
+    check_registry_image(&s, "team/app", "1.0", &digest, &before, &work.0);
+    let cat = s.req("GET", "/v2/_catalog").send();
+    assert_eq!(strings(&cat.json()["repositories"]), ["team/app"]);
+
+    // Remove it locally; it must really be gone.
+    dk.docker(&["rmi", &reference, "e2e/base:src"]);
+    assert!(
+        !dk.try_docker(&["image", "inspect", &id]).status.success(),
+        "image still present after rmi"
+    );
+
+    // Pull it back.
+    let out = dk.docker(&["pull", &reference]);
+    assert!(
+        out.contains(&digest),
+        "pull output does not name the pushed digest:\n{out}"
+    );
+    let after = dk.inspect(&reference);
+    assert_eq!(after["Id"], before["Id"], "pulled image id differs");
+    assert_eq!(after["RootFS"], before["RootFS"], "pulled layers differ");
+    let want = format!("{}/team/app@{digest}", s.addr);
+    assert!(
+        strings(&after["RepoDigests"]).contains(&want),
+        "RepoDigests {:?} lacks {want}",
+        after["RepoDigests"]
+    );
+
+    // By digest too.
+    dk.docker(&["rmi", &reference]);
+    dk.docker(&["pull", &want]);
+    assert_eq!(dk.inspect(&want)["Id"], before["Id"]);
+
+    // And the file inside is the one put in.
+    let ctr = dk
+        .docker(&["create", &want, "/nonexistent"])
+        .trim()
+        .to_string();
+    let out_file = work.0.join("big.out");
+    dk.docker(&[
+        "cp",
+        &format!("{ctr}:/opt/app/big.bin"),
+        out_file.to_str().unwrap(),
+    ]);
+    dk.docker(&["rm", &ctr]);
+    assert!(
+        std::fs::read(&out_file).unwrap() == big,
+        "file read back from the pulled image differs"
+    );
+}
+
+#[test]
+fn multi_layer_image_second_repo_mounts_and_extra_tags() {
+    let _one = ONE_DOCKERD.lock().unwrap_or_else(|e| e.into_inner());
+    let s = Server::start();
+    let dk = Dockerd::start();
+    let work = TempDir::new("dkw");
+    let (tar, _) = rootfs_tar(&work.0, 2);
+    let base = dk
+        .docker(&["import", tar.to_str().unwrap(), "e2e/base:src"])
+        .trim()
+        .to_string();
+    // A second layer on top, without running anything: create, copy in, commit.
+    let ctr = dk
+        .docker(&["create", &base, "/nonexistent"])
+        .trim()
+        .to_string();
+    let extra = work.0.join("extra.bin");
+    std::fs::write(&extra, random_bytes(1 << 20, 22)).unwrap();
+    dk.docker(&[
+        "cp",
+        extra.to_str().unwrap(),
+        &format!("{ctr}:/opt/extra.bin"),
+    ]);
+    let top = dk
+        .docker(&["commit", &ctr, "e2e/top:src"])
+        .trim()
+        .to_string();
+    dk.docker(&["rm", &ctr]);
+    let top_img = dk.inspect(&top);
+    assert_eq!(strings(&top_img["RootFS"]["Layers"]).len(), 2);
+
+    let base_ref = format!("{}/team/app:base", s.addr);
+    dk.docker(&["tag", &base, &base_ref]);
+    dk.docker(&["push", &base_ref]);
+
+    // Pushing the layered image to another repository mounts the shared layer.
+    let top_ref = format!("{}/team/other:1", s.addr);
+    dk.docker(&["tag", &top, &top_ref]);
+    let out = dk.docker(&["push", &top_ref]);
+    assert!(
+        out.contains("Mounted from team/app"),
+        "shared layer was not mounted across repositories:\n{out}"
+    );
+    let digest = pushed_digest(&out);
+    check_registry_image(&s, "team/other", "1", &digest, &top_img, &work.0);
+
+    // More tags of the same image: nothing is uploaded again, same digest.
+    for t in ["latest", "v1.2.3"] {
+        let r = format!("{}/team/other:{t}", s.addr);
+        dk.docker(&["tag", &top, &r]);
+        let out = dk.docker(&["push", &r]);
+        assert!(
+            !out.contains("Pushed"),
+            "re-push of {t} uploaded layers again:\n{out}"
+        );
+        assert_eq!(pushed_digest(&out), digest);
+    }
+    assert_eq!(tags_of(&s, "team/other"), ["1", "latest", "v1.2.3"]);
+    let cat = s.req("GET", "/v2/_catalog").send();
+    assert_eq!(
+        strings(&cat.json()["repositories"]),
+        ["team/app", "team/other"]
+    );
+
+    // Remove every local image, then pull the layered one back.
+    // (The child image first: an image with children cannot be removed.)
+    dk.docker(&["rmi", "-f", &top, &base]);
+    assert_eq!(
+        dk.docker(&["images", "-q"]).trim(),
+        "",
+        "images left after rmi"
+    );
+    dk.docker(&["pull", &format!("{}/team/other:v1.2.3", s.addr)]);
+    let after = dk.inspect(&format!("{}/team/other:v1.2.3", s.addr));
+    assert_eq!(after["Id"], top_img["Id"]);
+    assert_eq!(after["RootFS"], top_img["RootFS"]);
+}
