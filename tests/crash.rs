@@ -136,10 +136,7 @@ fn sigkill_mid_monolithic_upload_leaves_no_blob_and_push_then_succeeds() {
     assert_eq!(r.status, 404);
     assert_eq!(r.code(), "BLOB_UNKNOWN");
     // What was committed before is intact.
-    let r = s
-        .req("GET", &format!("/v2/{repo}/manifests/before"))
-        .header("Accept", ACCEPT_ALL_MANIFESTS)
-        .send();
+    let r = get_manifest(&s, repo, "before");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("Docker-Content-Digest"), Some(before.as_str()));
     assert_eq!(sha256(&r.body), before);
@@ -438,14 +435,8 @@ fn sigkill_during_manifest_put_never_exposes_a_partial_manifest() {
         assert_store_sound(&root, &format!("in iteration {i}"), false);
 
         s = Server::start_on(&root, "", &[]);
-        let by_tag = s
-            .req("GET", &format!("/v2/{repo}/manifests/{tag}"))
-            .header("Accept", ACCEPT_ALL_MANIFESTS)
-            .send();
-        let by_digest = s
-            .req("GET", &format!("/v2/{repo}/manifests/{digest}"))
-            .header("Accept", ACCEPT_ALL_MANIFESTS)
-            .send();
+        let by_tag = get_manifest(&s, repo, &tag);
+        let by_digest = get_manifest(&s, repo, &digest);
         match by_tag.status {
             200 => {
                 outcomes.0 += 1;
@@ -503,10 +494,7 @@ fn sigkill_during_manifest_put_never_exposes_a_partial_manifest() {
         }
         // Earlier pushes are all still intact.
         for (t, m) in &pushed {
-            let r = s
-                .req("GET", &format!("/v2/{repo}/manifests/{t}"))
-                .header("Accept", ACCEPT_ALL_MANIFESTS)
-                .send();
+            let r = get_manifest(&s, repo, t);
             assert_eq!(r.status, 200, "iteration {i}: earlier tag {t} lost");
             assert!(&r.body == m, "iteration {i}: earlier tag {t} changed");
         }
@@ -524,10 +512,7 @@ fn sigkill_during_manifest_put_never_exposes_a_partial_manifest() {
             r.text()
         );
         assert_eq!(r.header("Docker-Content-Digest"), Some(digest.as_str()));
-        let r = s
-            .req("GET", &format!("/v2/{repo}/manifests/{tag}"))
-            .header("Accept", ACCEPT_ALL_MANIFESTS)
-            .send();
+        let r = get_manifest(&s, repo, &tag);
         assert_eq!(r.status, 200);
         assert!(r.body == manifest);
         pushed.push((tag, manifest));
@@ -586,10 +571,7 @@ fn sigkill_during_tag_delete_is_all_or_nothing() {
         assert_store_sound(&root, &format!("in iteration {i}"), false);
 
         s = Server::start_on(&root, "", &[]);
-        let r = s
-            .req("GET", &format!("/v2/{repo}/manifests/{tag}"))
-            .header("Accept", ACCEPT_ALL_MANIFESTS)
-            .send();
+        let r = get_manifest(&s, repo, &tag);
         match r.status {
             200 => {
                 kept += 1;
@@ -629,10 +611,7 @@ fn sigkill_during_tag_delete_is_all_or_nothing() {
                 residues.push(n);
             }
         }
-        let r = s
-            .req("GET", &format!("/v2/{repo}/manifests/keep"))
-            .header("Accept", ACCEPT_ALL_MANIFESTS)
-            .send();
+        let r = get_manifest(&s, repo, "keep");
         assert_eq!(r.status, 200, "iteration {i}: an unrelated tag was lost");
         assert_eq!(sha256(&r.body), keep);
         // Deleting (again) now completes.

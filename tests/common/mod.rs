@@ -393,6 +393,13 @@ pub fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
 /// Media types a client sends in `Accept` to get any manifest back as stored.
 pub const ACCEPT_ALL_MANIFESTS: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
 
+/// `GET` a manifest, accepting every manifest type so it comes back as stored.
+pub fn get_manifest(s: &Server, repo: &str, reference: &str) -> Resp {
+    s.req("GET", &format!("/v2/{repo}/manifests/{reference}"))
+        .header("Accept", ACCEPT_ALL_MANIFESTS)
+        .send()
+}
+
 /// A request to any HTTP server on `addr` (another registry, say), with the
 /// same raw client `Server::req` uses.
 pub fn req_to(addr: SocketAddr, method: &str, path: &str) -> Req {
