@@ -55,6 +55,24 @@ fn start_partial(s: &Server, head: &str, body: &[u8], send: usize) -> TcpStream 
     t
 }
 
+/// Sends `raw`, SIGKILLs the server `delay_us` later, checks the store is
+/// sound, and returns a server restarted on the same root.
+fn kill_during_request(
+    mut s: Server,
+    root: &Path,
+    raw: &str,
+    delay_us: u64,
+    iteration: u64,
+) -> Server {
+    let mut t = TcpStream::connect(s.addr).unwrap();
+    t.write_all(raw.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_micros(delay_us));
+    assert_killed(s.signal_and_wait("KILL"));
+    drop(t);
+    assert_store_sound(root, &format!("in iteration {iteration}"), false);
+    Server::start_on(root, "", &[])
+}
+
 fn assert_killed(status: std::process::ExitStatus) {
     assert_eq!(
         status.signal(),
@@ -327,14 +345,7 @@ fn sigkill_while_completing_upload_is_all_or_nothing() {
             "PUT {put} HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\n\r\n",
             s.addr
         );
-        let mut t = TcpStream::connect(s.addr).unwrap();
-        t.write_all(raw.as_bytes()).unwrap();
-        std::thread::sleep(Duration::from_micros(rng.below(6000)));
-        assert_killed(s.signal_and_wait("KILL"));
-        drop(t);
-        assert_store_sound(&root, &format!("in iteration {i}"), false);
-
-        s = Server::start_on(&root, "", &[]);
+        s = kill_during_request(s, &root, &raw, rng.below(6000), i);
         let b = get_blob(&s, repo, &digest);
         if b.status == 200 {
             visible += 1;
@@ -563,14 +574,7 @@ fn sigkill_during_tag_delete_is_all_or_nothing() {
             "DELETE /v2/{repo}/manifests/{tag} HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\n\r\n",
             s.addr
         );
-        let mut t = TcpStream::connect(s.addr).unwrap();
-        t.write_all(raw.as_bytes()).unwrap();
-        std::thread::sleep(Duration::from_micros(rng.below(1200)));
-        assert_killed(s.signal_and_wait("KILL"));
-        drop(t);
-        assert_store_sound(&root, &format!("in iteration {i}"), false);
-
-        s = Server::start_on(&root, "", &[]);
+        s = kill_during_request(s, &root, &raw, rng.below(1200), i);
         let r = get_manifest(&s, repo, &tag);
         match r.status {
             200 => {

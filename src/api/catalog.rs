@@ -9,13 +9,10 @@ use serde_json::json;
 
 pub async fn list(api: &Api, req: &Parts) -> ApiResult {
     let page = Page::from_request(req, api.settings.max_page)?;
-    let mut repos = if page.n == 0 {
-        vec![]
-    } else {
-        api.registry
-            .catalog(page.n + 1, page.last.as_deref())
-            .await?
-    };
+    let mut repos = api
+        .registry
+        .catalog(page.fetch(), page.last.as_deref())
+        .await?;
     let link = page.finish("/v2/_catalog", &mut repos);
     with_link(
         json(StatusCode::OK, &json!({ "repositories": repos })),
@@ -30,10 +27,9 @@ pub async fn tags(api: &Api, req: &Parts, repo: &RepoName) -> ApiResult {
         .iter()
         .map(|t| t.as_str())
         .filter(|t| page.last.as_deref().is_none_or(|l| *t > l))
-        .take(page.n + 1)
+        .take(page.fetch())
         .map(str::to_string)
         .collect();
-    tags.truncate(if page.n == 0 { 0 } else { page.n + 1 });
     let link = page.finish(&format!("/v2/{repo}/tags/list"), &mut tags);
     with_link(
         json(

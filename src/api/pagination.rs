@@ -30,6 +30,11 @@ impl Page {
         Ok(Page { n, last })
     }
 
+    /// How many items to fetch: one more than a page, to learn whether a next page exists.
+    pub fn fetch(&self) -> usize {
+        if self.n == 0 { 0 } else { self.n + 1 }
+    }
+
     /// Cuts `items` (one more than a page, if there is more) to the page, and
     /// returns the `Link` header for the next page when there is one.
     pub fn finish(&self, path: &str, items: &mut Vec<String>) -> Option<String> {

@@ -58,11 +58,7 @@ impl Registry {
 
     /// Unlinks a blob from a repository; its bytes stay for garbage collection.
     pub async fn unlink_blob(&self, repo: &RepoName, d: &Digest) -> Result<()> {
-        let path = paths::layer_link(repo, d);
-        if !self
-            .remove(path.rsplit_once('/').expect("link path").0.to_string())
-            .await?
-        {
+        if !self.remove_link(paths::layer_link(repo, d)).await? {
             return Err(StorageError::BlobUnknown(d.clone()));
         }
         Ok(())

@@ -10,6 +10,9 @@ impl Registry {
     /// Subtrees that sort entirely before `last` are not descended into.
     pub async fn catalog(&self, n: usize, last: Option<&str>) -> Result<Vec<String>> {
         let mut out = vec![];
+        if n == 0 {
+            return Ok(out);
+        }
         let mut stack = vec![String::new()];
         while let Some(prefix) = stack.pop() {
             let dir = if prefix.is_empty() {

@@ -155,12 +155,10 @@ impl Registry {
             && let Some(subject) = m.subject
         {
             let link = paths::referrer_link(repo, &subject, d);
-            self.remove(link.trim_end_matches("/link").to_string())
-                .await?;
+            self.remove_link(link).await?;
         }
         let link = paths::revision_link(repo, d);
-        self.remove(link.trim_end_matches("/link").to_string())
-            .await?;
+        self.remove_link(link).await?;
         Ok(())
     }
 }

@@ -82,6 +82,13 @@ impl Registry {
         Ok(error::optional(self.driver.delete(path).await)?.is_some())
     }
 
+    /// Removes a link together with the directory that holds it, as
+    /// distribution lays links out (`.../<hex>/link`). Returns whether it existed.
+    async fn remove_link(&self, link: String) -> Result<bool> {
+        let dir = link.strip_suffix("/link").expect("link paths end in /link");
+        self.remove(dir.to_string()).await
+    }
+
     /// Lists a directory, absent meaning empty.
     async fn list(&self, path: String) -> Result<Vec<String>> {
         Ok(error::optional(self.driver.list(path).await)?.unwrap_or_default())
