@@ -2,6 +2,7 @@
 //! Docker Registry HTTP API V2) for on-premise data centres.
 
 mod api;
+mod auth;
 mod config;
 mod digest;
 mod logging;
@@ -10,6 +11,8 @@ mod names;
 mod server;
 mod storage;
 mod timefmt;
+mod tls;
+mod watch;
 
 use clap::{Parser, Subcommand};
 use config::{Config, ConfigError, Loaded};

@@ -47,11 +47,19 @@ fn check_config_prints_effective_config_with_overrides() {
         &dir,
         "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /srv/reg\nhttp:\n  addr: :5000\n",
     );
+    // Every interface, no TLS, no auth: refused unless explicitly accepted.
+    let (code, _, err) = run(&["check-config", "--config", &p], &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("privateregistry.insecurenetwork"), "{err}");
     let (code, out, err) = run(
         &["check-config", "--config", &p],
-        &[("REGISTRY_STORAGE_DELETE_ENABLED", "true")],
+        &[
+            ("REGISTRY_STORAGE_DELETE_ENABLED", "true"),
+            ("REGISTRY_PRIVATEREGISTRY_INSECURENETWORK", "true"),
+        ],
     );
     assert_eq!(code, 0, "{err}");
+    assert!(err.contains("INSECURE"), "{err}");
     assert!(out.contains("rootdirectory: /srv/reg"), "{out}");
     assert!(out.contains("enabled: true"), "{out}");
 }

@@ -7,11 +7,12 @@ use hyper::StatusCode;
 use hyper::http::request::Parts;
 use serde_json::json;
 
-pub async fn list(api: &Api, req: &Parts) -> ApiResult {
+/// Lists the repositories `visible` admits: a caller sees only what it may pull.
+pub async fn list(api: &Api, req: &Parts, visible: &(dyn Fn(&str) -> bool + Sync)) -> ApiResult {
     let page = Page::from_request(req, api.settings.max_page)?;
     let mut repos = api
         .registry
-        .catalog(page.fetch(), page.last.as_deref())
+        .catalog(page.fetch(), page.last.as_deref(), visible)
         .await?;
     let link = page.finish("/v2/_catalog", &mut repos);
     with_link(

@@ -22,6 +22,9 @@ pub enum Code {
     RangeInvalid,
     PaginationNumberInvalid,
     Unsupported,
+    Unauthorized,
+    Denied,
+    TooManyRequests,
     Unknown,
 }
 
@@ -99,6 +102,21 @@ impl Code {
                 "UNSUPPORTED",
                 "The operation is unsupported.",
             ),
+            Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "authentication required",
+            ),
+            Denied => (
+                StatusCode::FORBIDDEN,
+                "DENIED",
+                "requested access to the resource is denied",
+            ),
+            TooManyRequests => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "TOOMANYREQUESTS",
+                "too many requests",
+            ),
             Unknown => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "UNKNOWN",
@@ -110,7 +128,7 @@ impl Code {
 
 /// An error response: a code, an optional status override, a detail, and
 /// headers some errors must carry (416's `Range`).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ApiError {
     pub code: Code,
     pub status: Option<StatusCode>,

@@ -7,13 +7,16 @@ pub mod blobs;
 pub mod body;
 pub mod catalog;
 pub mod error;
+pub mod guard;
 pub mod manifests;
 pub mod pagination;
 pub mod referrers;
 pub mod route;
 pub mod uploads;
 
+use crate::auth::{Authenticator, Caller};
 use crate::config::Config;
+use crate::config::security::Action;
 use crate::storage::Registry;
 use body::Body;
 use error::{ApiError, Code};
@@ -36,6 +39,7 @@ pub struct Settings {
     pub host: Option<String>,
     pub relative_urls: bool,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub max_url_bytes: usize,
 }
 
 impl Settings {
@@ -63,6 +67,7 @@ impl Settings {
                 .map(|h| h.trim_end_matches('/').to_string()),
             relative_urls: c.http.relativeurls,
             headers,
+            max_url_bytes: c.privateregistry.limits.maxurlbytes,
         }
     }
 }
@@ -70,6 +75,8 @@ impl Settings {
 pub struct Api {
     pub registry: Registry,
     pub settings: Settings,
+    /// `None` when no `auth` section is configured.
+    pub auth: Option<Arc<Authenticator>>,
 }
 
 impl Api {
@@ -110,10 +117,12 @@ pub async fn handle(
 ) -> Result<Response<Body>, std::convert::Infallible> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
-    let mut resp = match dispatch(&api, &parts, body).await {
-        Ok(r) => r,
-        Err(e) => error_response(&parts, e),
+    let caller = guard::identify(&api, &parts, peer.ip()).await;
+    let result = match &caller {
+        Ok(c) => dispatch(&api, c, &parts, body).await,
+        Err(e) => Err(e.clone()),
     };
+    let mut resp = result.unwrap_or_else(|e| error_response(&parts, e));
     let h = resp.headers_mut();
     h.insert(
         "Docker-Distribution-API-Version",
@@ -122,11 +131,13 @@ pub async fn handle(
     for (k, v) in &api.settings.headers {
         h.append(k, v.clone());
     }
-    log_request(&parts, &resp, peer, started);
+    let user = caller.as_ref().map_or("-", Caller::log_name);
+    log_request(&parts, &resp, peer, user, started);
     Ok(resp)
 }
 
-async fn dispatch(api: &Api, req: &Parts, body: Incoming) -> ApiResult {
+async fn dispatch(api: &Api, caller: &Caller, req: &Parts, body: Incoming) -> ApiResult {
+    check_url(api, req)?;
     let route = route::parse(req.uri.path()).map_err(|e| match e {
         RouteError::NotFound => {
             ApiError::new(Code::Unsupported, "no such endpoint").with_status(StatusCode::NOT_FOUND)
@@ -136,21 +147,41 @@ async fn dispatch(api: &Api, req: &Parts, body: Incoming) -> ApiResult {
         }
     })?;
     let m = &req.method;
+    guard::authorize(api, caller, &route, m)?;
+    let may_pull = |repo: &str| guard::may(api, caller, Action::Pull, repo);
     match route {
         Route::Base if matches!(*m, Method::GET | Method::HEAD) => {
             json(StatusCode::OK, &serde_json::json!({}))
         }
-        Route::Catalog if *m == Method::GET => catalog::list(api, req).await,
+        Route::Catalog if *m == Method::GET => catalog::list(api, req, &may_pull).await,
         Route::Tags(repo) if *m == Method::GET => catalog::tags(api, req, &repo).await,
         Route::Manifest(repo, r) => manifests::handle(api, req, body, &repo, &r).await,
         Route::Blob(repo, d) => blobs::handle(api, req, &repo, &d).await,
-        Route::Uploads(repo) if *m == Method::POST => uploads::start(api, req, body, &repo).await,
+        Route::Uploads(repo) if *m == Method::POST => {
+            uploads::start(api, req, body, &repo, &may_pull).await
+        }
         Route::Upload(repo, id) => uploads::handle(api, req, body, &repo, &id).await,
         Route::Referrers(repo, d) if *m == Method::GET => {
             referrers::list(api, req, &repo, &d).await
         }
         _ => Err(method_not_allowed()),
     }
+}
+
+/// Long URLs are refused before routing: nothing legitimate needs them.
+fn check_url(api: &Api, req: &Parts) -> Result<(), ApiError> {
+    let len = req.uri.path_and_query().map_or(0, |p| p.as_str().len());
+    if len <= api.settings.max_url_bytes {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        Code::Unsupported,
+        format!(
+            "request URL longer than {} bytes",
+            api.settings.max_url_bytes
+        ),
+    )
+    .with_status(StatusCode::URI_TOO_LONG))
 }
 
 pub fn method_not_allowed() -> ApiError {
@@ -224,16 +255,16 @@ pub fn header<'a>(req: &'a Parts, name: &str) -> Option<&'a str> {
     req.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn log_request(req: &Parts, resp: &Response<Body>, peer: SocketAddr, started: Instant) {
+fn log_request(req: &Parts, resp: &Response<Body>, peer: SocketAddr, user: &str, started: Instant) {
     let bytes = resp
         .headers()
         .get("Content-Length")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
-    // Fields: client, user ("-" until authentication exists), request, status, bytes, duration.
+    // Fields: client, user, request, status, bytes, duration.
     log::info!(
         target: "access",
-        "{} - {} {} {} {} {:.3}ms",
+        "{} {user} {} {} {} {} {:.3}ms",
         peer.ip(),
         req.method,
         req.uri.path(),

@@ -17,10 +17,20 @@ fn stream(body: Incoming) -> ByteStream {
     Box::pin(IncomingStream(body))
 }
 
-pub async fn start(api: &Api, req: &Parts, body: Incoming, repo: &RepoName) -> ApiResult {
+/// Starts an upload. A mount from a repository `may_pull` refuses falls
+/// back to a plain upload, as the spec allows, revealing nothing about it.
+pub async fn start(
+    api: &Api,
+    req: &Parts,
+    body: Incoming,
+    repo: &RepoName,
+    may_pull: &(dyn Fn(&str) -> bool + Sync),
+) -> ApiResult {
     if let Some(mount) = query_param(req, "mount") {
         let d = parse_digest(&mount)?;
-        let from = query_param(req, "from").and_then(|f| RepoName::parse(&f));
+        let from = query_param(req, "from")
+            .and_then(|f| RepoName::parse(&f))
+            .filter(|f| may_pull(f.as_str()));
         if let Some(from) = from
             && api.registry.mount_blob(repo, &from, &d).await?.is_some()
         {

@@ -6,12 +6,15 @@
 
 pub mod duration;
 pub mod env;
+pub mod listeners;
+pub mod security;
 
 use duration::GoDuration;
+use listeners::{Limits, ListenerConfig};
+use security::{Access, Auth, AuthTuning, Tls};
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::Value;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -50,7 +53,7 @@ pub struct Config {
     pub loglevel: Option<LogLevel>,
     pub storage: Storage,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub auth: Option<BTreeMap<String, Value>>,
+    pub auth: Option<Auth>,
     pub http: Http,
     pub privateregistry: Ours,
     /// distribution sections we accept so its files load, but do not act on.
@@ -229,7 +232,7 @@ pub struct Http {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls: Option<BTreeMap<String, Value>>,
+    pub tls: Option<Tls>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub debug: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -265,6 +268,15 @@ pub struct Ours {
     pub manifestmaxbytes: usize,
     /// Largest `n` honoured on `tags/list` and `_catalog`; larger requests are capped.
     pub maxpagesize: usize,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<ListenerConfig>,
+    /// The explicit opt-in for a listener reachable from the network
+    /// without TLS or without authentication.
+    pub insecurenetwork: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access: Option<Access>,
+    pub auth: AuthTuning,
+    pub limits: Limits,
 }
 
 impl Default for Ours {
@@ -272,6 +284,11 @@ impl Default for Ours {
         Ours {
             manifestmaxbytes: 4 << 20,
             maxpagesize: 1000,
+            listeners: vec![],
+            insecurenetwork: false,
+            access: None,
+            auth: AuthTuning::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -365,7 +382,7 @@ impl Config {
                 format!("expected tcp, got {:?}", self.http.net),
             ));
         }
-        self.listen_addr()?;
+        self.validate_security(warnings)?;
         if let Some(host) = &self.http.host
             && !(host.starts_with("http://") || host.starts_with("https://"))
         {
@@ -387,25 +404,43 @@ impl Config {
                 "serving under a path prefix is not supported yet",
             ));
         }
-        if self.http.tls.is_some() {
-            return Err(invalid(
-                "http.tls",
-                "TLS is not supported by this build yet; terminate TLS in front or omit the section",
-            ));
-        }
-        if let Some(auth) = &self.auth
-            && let Some(kind) = auth.keys().next()
-        {
-            return Err(invalid(
-                &format!("auth.{kind}"),
-                "authentication is not supported by this build yet; refusing to serve without it",
-            ));
-        }
         if self.privateregistry.maxpagesize == 0 {
             return Err(invalid(
                 "privateregistry.maxpagesize",
                 "expected a positive number",
             ));
+        }
+        Ok(())
+    }
+
+    fn validate_security(&self, warnings: &mut Vec<String>) -> Result<(), ConfigError> {
+        if let Some(tls) = &self.http.tls {
+            tls.validate(warnings)?;
+        }
+        if let Some(auth) = &self.auth {
+            auth.validate()?;
+        }
+        if let Some(access) = &self.privateregistry.access {
+            if self.auth.is_none() {
+                return Err(invalid(
+                    "privateregistry.access",
+                    "access rules need authentication: configure auth.htpasswd",
+                ));
+            }
+            access.validate(warnings)?;
+        }
+        self.privateregistry.auth.validate()?;
+        self.privateregistry.limits.validate()?;
+        for l in self.listeners()? {
+            if self.privateregistry.insecurenetwork
+                && !l.addr.ip().is_loopback()
+                && !(l.tls && self.auth.is_some())
+            {
+                warnings.push(format!(
+                    "{}: INSECURE: {} is reachable from the network without TLS or authentication (privateregistry.insecurenetwork)",
+                    l.key, l.addr
+                ));
+            }
         }
         Ok(())
     }
@@ -419,22 +454,6 @@ impl Config {
             .filesystem
             .as_ref()
             .map_or_else(|| PathBuf::from(DEFAULT_ROOT), |f| f.rootdirectory.clone())
-    }
-
-    /// `http.addr` as a socket address; distribution's `:5000` means every interface.
-    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
-        let addr = &self.http.addr;
-        let full = if addr.starts_with(':') {
-            format!("[::]{addr}")
-        } else {
-            addr.clone()
-        };
-        full.parse().map_err(|_| {
-            invalid(
-                "http.addr",
-                format!("expected host:port such as 127.0.0.1:5000 or :5000, got {addr:?}"),
-            )
-        })
     }
 
     pub fn drain_timeout(&self) -> Duration {

@@ -7,11 +7,25 @@ fn parse(text: &str) -> Result<Loaded, ConfigError> {
 #[test]
 fn accepts_debians_registry_config_shape() {
     let text = "version: 0.1\nlog:\n  fields:\n    service: registry\nstorage:\n  cache:\n    blobdescriptor: inmemory\n  filesystem:\n    rootdirectory: /tmp/x\n  delete:\n    enabled: true\nhttp:\n  addr: :5000\n  headers:\n    X-Content-Type-Options: [nosniff]\nhealth:\n  storagedriver:\n    enabled: true\n";
-    let l = parse(text).unwrap();
+    // Debian's file listens on every interface without TLS or auth: refused
+    // with a message naming the way out, accepted with the explicit opt-in.
+    let e = parse(text).err().unwrap().to_string();
+    assert!(e.starts_with("http.addr:"), "{e}");
+    assert!(e.contains("privateregistry.insecurenetwork"), "{e}");
+    let vars = [(
+        "REGISTRY_PRIVATEREGISTRY_INSECURENETWORK".to_string(),
+        "true".to_string(),
+    )];
+    let l = Config::parse(text, "t", vars).unwrap();
     assert!(l.config.storage.delete.enabled);
     assert_eq!(l.config.root_directory(), PathBuf::from("/tmp/x"));
-    assert_eq!(l.config.listen_addr().unwrap().port(), 5000);
+    assert_eq!(l.config.listeners().unwrap()[0].addr.port(), 5000);
     assert!(l.warnings.iter().any(|w| w.starts_with("health:")));
+    assert!(
+        l.warnings.iter().any(|w| w.contains("INSECURE")),
+        "{:?}",
+        l.warnings
+    );
 }
 
 #[test]
@@ -62,12 +76,75 @@ fn environment_overrides_apply() {
     assert!(l.config.storage.delete.enabled);
 }
 
+const TLS_AUTH: &str = "version: 0.1\nhttp:\n  addr: :443\n  tls:\n    certificate: /c.pem\n    key: /k.pem\nauth:\n  htpasswd:\n    realm: r\n    path: /h\n";
+
 #[test]
-fn refuses_auth_it_cannot_enforce() {
-    let e = parse("version: 0.1\nauth:\n  htpasswd:\n    realm: r\n    path: /x\n")
-        .err()
-        .unwrap();
-    assert!(e.to_string().starts_with("auth.htpasswd:"), "{e}");
+fn network_listeners_need_tls_and_auth() {
+    let l = parse(TLS_AUTH).unwrap();
+    let ls = l.config.listeners().unwrap();
+    assert!(ls[0].tls && !ls[0].addr.ip().is_loopback());
+    let no_auth =
+        "version: 0.1\nhttp:\n  addr: 0.0.0.0:443\n  tls:\n    certificate: /c\n    key: /k\n";
+    let e = parse(no_auth).err().unwrap().to_string();
+    assert!(
+        e.starts_with("http.addr:") && e.contains("without authentication"),
+        "{e}"
+    );
+    let plain_auth =
+        "version: 0.1\nhttp:\n  addr: :5000\nauth:\n  htpasswd:\n    realm: r\n    path: /h\n";
+    let e = parse(plain_auth).err().unwrap().to_string();
+    assert!(e.contains("without TLS"), "{e}");
+    let mixed = "version: 0.1\nprivateregistry:\n  listeners:\n    - {name: local, addr: '127.0.0.1:5000'}\n    - {name: net, addr: ':5001'}\n";
+    let e = parse(mixed).err().unwrap().to_string();
+    assert!(e.starts_with("privateregistry.listeners[1]:"), "{e}");
+    let tls_without_cert =
+        "version: 0.1\nprivateregistry:\n  listeners:\n    - {addr: '127.0.0.1:5000', tls: true}\n";
+    let e = parse(tls_without_cert).err().unwrap().to_string();
+    assert!(e.starts_with("privateregistry.listeners[0].tls:"), "{e}");
+}
+
+#[test]
+fn security_mistakes_name_the_key() {
+    let cases = [
+        ("auth:\n  token:\n    realm: x\n", "auth.token:"),
+        ("auth:\n  htpasswd:\n    realm: r\n", "auth.htpasswd.path:"),
+        ("http:\n  tls:\n    certificate: /c\n", "http.tls.key:"),
+        (
+            "http:\n  tls:\n    certificate: /c\n    key: /k\n    minimumtls: tls1.0\n",
+            "http.tls.minimumtls:",
+        ),
+        (
+            "privateregistry:\n  access:\n    rules: []\n",
+            "privateregistry.access:",
+        ),
+        (
+            "auth:\n  htpasswd: {realm: r, path: /h}\nprivateregistry:\n  access:\n    rules:\n      - {repositories: ['*'], allow: [pull]}\n",
+            "privateregistry.access.rules[0].users:",
+        ),
+        (
+            "auth:\n  htpasswd: {realm: r, path: /h}\nprivateregistry:\n  access:\n    rules:\n      - {repositories: ['*'], groups: [ops], allow: [pull]}\n",
+            "privateregistry.access.rules[0].groups:",
+        ),
+        (
+            "auth:\n  htpasswd: {realm: r, path: /h}\nprivateregistry:\n  access:\n    rules:\n      - {repositories: ['*'], users: [a], allow: [write]}\n",
+            "privateregistry.access.rules[0].allow[0]:",
+        ),
+        (
+            "privateregistry:\n  auth:\n    bcryptcost: 4\n",
+            "privateregistry.auth.bcryptcost:",
+        ),
+        (
+            "privateregistry:\n  limits:\n    headertimeout: 0s\n",
+            "privateregistry.limits.headertimeout:",
+        ),
+    ];
+    for (yaml, key) in cases {
+        let e = parse(&format!("version: 0.1\n{yaml}"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.starts_with(key), "{yaml}: {e}");
+    }
 }
 
 #[test]

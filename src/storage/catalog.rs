@@ -6,9 +6,15 @@ use crate::names::path_order;
 use std::cmp::Ordering;
 
 impl Registry {
-    /// Up to `n` repository names after `last`, sorted component-wise.
-    /// Subtrees that sort entirely before `last` are not descended into.
-    pub async fn catalog(&self, n: usize, last: Option<&str>) -> Result<Vec<String>> {
+    /// Up to `n` repository names after `last` that `keep` accepts, sorted
+    /// component-wise. Subtrees that sort entirely before `last` are not
+    /// descended into.
+    pub async fn catalog(
+        &self,
+        n: usize,
+        last: Option<&str>,
+        keep: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<Vec<String>> {
         let mut out = vec![];
         if n == 0 {
             return Ok(out);
@@ -24,6 +30,7 @@ impl Registry {
             let is_repo = children.iter().any(|c| c == "_layers" || c == "_manifests");
             if is_repo
                 && !prefix.is_empty()
+                && keep(&prefix)
                 && last.is_none_or(|l| path_order(&prefix, l) == Ordering::Greater)
             {
                 out.push(prefix.clone());

@@ -1,0 +1,174 @@
+//! Where the daemon listens and what it tolerates from clients: our
+//! `privateregistry.listeners` (several sockets, each plain or TLS) and
+//! `privateregistry.limits`. Without `listeners`, distribution's single
+//! `http.addr` applies, TLS when `http.tls` is set.
+
+use super::duration::GoDuration;
+use super::{Config, ConfigError, invalid};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ListenerConfig {
+    /// Names the listener in logs and, under systemd, matches the socket's
+    /// `FileDescriptorName=`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    pub addr: String,
+    pub tls: bool,
+}
+
+/// A listener resolved from the configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listener {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub tls: bool,
+    /// The key that configured it, for messages.
+    pub key: String,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Limits {
+    /// Request line plus headers; larger requests get 431.
+    pub maxheaderbytes: usize,
+    /// Request target; longer ones get 414.
+    pub maxurlbytes: usize,
+    /// Time allowed for a client to send a request's headers (and to finish
+    /// the TLS handshake); defeats slowloris.
+    pub headertimeout: GoDuration,
+    /// A connection on which nothing moves in either direction for this long
+    /// is closed, mid-request included, so a stalled upload frees its slot.
+    pub idletimeout: GoDuration,
+    /// Connections served at once across all listeners; more wait in the backlog.
+    pub maxconnections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            maxheaderbytes: 16 << 10,
+            maxurlbytes: 8 << 10,
+            headertimeout: GoDuration(Duration::from_secs(10)),
+            idletimeout: GoDuration(Duration::from_secs(120)),
+            maxconnections: 1024,
+        }
+    }
+}
+
+impl Limits {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let checks = [
+            (
+                "maxheaderbytes",
+                self.maxheaderbytes >= 8192,
+                "at least 8192",
+            ),
+            ("maxurlbytes", self.maxurlbytes >= 256, "at least 256"),
+            (
+                "maxconnections",
+                self.maxconnections > 0,
+                "a positive number",
+            ),
+            (
+                "headertimeout",
+                !self.headertimeout.0.is_zero(),
+                "a positive duration",
+            ),
+            (
+                "idletimeout",
+                !self.idletimeout.0.is_zero(),
+                "a positive duration",
+            ),
+        ];
+        match checks.iter().find(|(_, ok, _)| !ok) {
+            Some((k, _, want)) => Err(invalid(
+                &format!("privateregistry.limits.{k}"),
+                format!("expected {want}"),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// distribution's `:5000` means every interface.
+pub fn parse_addr(key: &str, addr: &str) -> Result<SocketAddr, ConfigError> {
+    let full = if addr.starts_with(':') {
+        format!("[::]{addr}")
+    } else {
+        addr.to_string()
+    };
+    full.parse().map_err(|_| {
+        invalid(
+            key,
+            format!("expected host:port such as 127.0.0.1:5000 or :5000, got {addr:?}"),
+        )
+    })
+}
+
+impl Config {
+    /// Every listener, checked: TLS ones need `http.tls`, and one reachable
+    /// from the network needs TLS and authentication unless the operator
+    /// opts out with `privateregistry.insecurenetwork`.
+    pub fn listeners(&self) -> Result<Vec<Listener>, ConfigError> {
+        let ours = &self.privateregistry.listeners;
+        let listeners = if ours.is_empty() {
+            vec![Listener {
+                name: "default".into(),
+                addr: parse_addr("http.addr", &self.http.addr)?,
+                tls: self.http.tls.is_some(),
+                key: "http.addr".into(),
+            }]
+        } else {
+            ours.iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    let key = format!("privateregistry.listeners[{i}]");
+                    Ok(Listener {
+                        name: if l.name.is_empty() {
+                            format!("listener{i}")
+                        } else {
+                            l.name.clone()
+                        },
+                        addr: parse_addr(&format!("{key}.addr"), &l.addr)?,
+                        tls: l.tls,
+                        key,
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        for l in &listeners {
+            if l.tls && self.http.tls.is_none() {
+                return Err(invalid(
+                    &format!("{}.tls", l.key),
+                    "a TLS listener needs http.tls.certificate and http.tls.key",
+                ));
+            }
+            self.check_exposure(l)?;
+        }
+        Ok(listeners)
+    }
+
+    fn check_exposure(&self, l: &Listener) -> Result<(), ConfigError> {
+        let loopback = l.addr.ip().is_loopback();
+        let auth = self.auth.is_some();
+        if loopback || (l.tls && auth) || self.privateregistry.insecurenetwork {
+            return Ok(());
+        }
+        let missing = match (l.tls, auth) {
+            (false, false) => "without TLS and without authentication",
+            (false, true) => "without TLS, so passwords would cross the network in clear",
+            _ => "without authentication",
+        };
+        Err(invalid(
+            &l.key,
+            format!(
+                "{} is reachable from the network {missing}; listen on 127.0.0.1, configure http.tls and auth.htpasswd, or set privateregistry.insecurenetwork: true to accept the risk",
+                l.addr
+            ),
+        ))
+    }
+}

@@ -1,0 +1,86 @@
+//! Serves one accepted connection: the TLS handshake (bounded by the header
+//! timeout), then HTTP/1.1 or h2 through hyper, closed when idle.
+
+use super::idle::{Activity, Tracked};
+use super::listen::Accepted;
+use crate::api::{self, Api};
+use crate::config::listeners::Limits;
+use crate::tls::reload::TlsState;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::Watcher;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// What every connection shares.
+pub struct Shared {
+    pub api: Arc<Api>,
+    pub tls: Option<Arc<TlsState>>,
+    pub http: auto::Builder<TokioExecutor>,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+impl Shared {
+    pub fn new(api: Arc<Api>, tls: Option<Arc<TlsState>>, limits: &Limits) -> Shared {
+        let mut http = auto::Builder::new(TokioExecutor::new());
+        http.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.headertimeout.0)
+            .max_buf_size(limits.maxheaderbytes);
+        http.http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.maxheaderbytes).unwrap_or(u32::MAX))
+            .max_concurrent_streams(256);
+        Shared {
+            api,
+            tls,
+            http,
+            header_timeout: limits.headertimeout.0,
+            idle_timeout: limits.idletimeout.0,
+        }
+    }
+}
+
+pub async fn serve(shared: Arc<Shared>, c: Accepted, watcher: Watcher) {
+    let _slot = c.slot;
+    let peer = c.peer;
+    let activity = Activity::new();
+    let io = Tracked::new(c.stream, activity.clone());
+    let Some(tls) = shared.tls.as_ref().filter(|_| c.tls) else {
+        return run_http(&shared, io, activity, watcher, peer).await;
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
+    match tokio::time::timeout(shared.header_timeout, acceptor.accept(io)).await {
+        Ok(Ok(stream)) => run_http(&shared, stream, activity, watcher, peer).await,
+        Ok(Err(e)) => log::debug!("tls handshake with {peer}: {e}"),
+        Err(_) => log::debug!("tls handshake with {peer}: timed out"),
+    }
+}
+
+async fn run_http<IO>(
+    shared: &Shared,
+    io: IO,
+    activity: Activity,
+    watcher: Watcher,
+    peer: std::net::SocketAddr,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let api = shared.api.clone();
+    let svc = service_fn(move |req| api::handle(api.clone(), req, peer));
+    let conn = shared
+        .http
+        .serve_connection(TokioIo::new(io), svc)
+        .into_owned();
+    tokio::select! {
+        r = watcher.watch(conn) => if let Err(e) = r {
+            log::debug!("connection from {peer}: {e}");
+        },
+        _ = activity.idle_for(shared.idle_timeout) => {
+            log::info!("closing connection from {peer}: idle for {:?}", shared.idle_timeout);
+        }
+    }
+}

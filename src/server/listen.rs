@@ -1,0 +1,93 @@
+//! Listening sockets: binds each configured listener and feeds accepted
+//! connections, each holding one of the bounded connection slots, to the
+//! serving loop.
+
+use crate::config::listeners::Listener;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: cannot listen on {addr}: {source}")]
+pub struct BindError {
+    key: String,
+    addr: SocketAddr,
+    source: std::io::Error,
+}
+
+/// A connection that has been accepted and counts against the limit.
+pub struct Accepted {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    pub tls: bool,
+    pub slot: OwnedSemaphorePermit,
+}
+
+/// Binds `l.addr`; `[::]` falls back to `0.0.0.0` on hosts without IPv6.
+pub async fn bind(l: &Listener) -> Result<TcpListener, BindError> {
+    let err = |addr, source| BindError {
+        key: l.key.clone(),
+        addr,
+        source,
+    };
+    match TcpListener::bind(l.addr).await {
+        Err(e) if l.addr.ip().is_unspecified() && l.addr.is_ipv6() => {
+            let v4 = SocketAddr::from(([0, 0, 0, 0], l.addr.port()));
+            log::debug!("IPv6 bind failed ({e}); trying {v4}");
+            TcpListener::bind(v4).await.map_err(|e| err(v4, e))
+        }
+        r => r.map_err(|e| err(l.addr, e)),
+    }
+}
+
+/// Accepts on `listener` until `out` closes. A slot is taken before each
+/// accept, so over the limit connections wait in the kernel's backlog
+/// rather than being accepted and starved.
+pub async fn accept_loop(
+    listener: TcpListener,
+    tls: bool,
+    slots: Arc<Semaphore>,
+    out: mpsc::Sender<Accepted>,
+) {
+    let mut warned = false;
+    loop {
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(s) => s,
+            Err(_) => {
+                if !warned {
+                    log::warn!(
+                        "connection limit reached (privateregistry.limits.maxconnections); new connections wait"
+                    );
+                    warned = true;
+                }
+                match slots.clone().acquire_owned().await {
+                    Ok(s) => s,
+                    Err(_) => return,
+                }
+            }
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    log::warn!("accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = out.closed() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let accepted = Accepted {
+            stream,
+            peer,
+            tls,
+            slot,
+        };
+        if out.send(accepted).await.is_err() {
+            return;
+        }
+    }
+}

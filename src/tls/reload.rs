@@ -1,0 +1,67 @@
+//! The certificate in service, swapped without a restart. Each handshake
+//! takes the configuration current at that moment, so connections already
+//! open keep theirs and new ones get the renewed certificate. A new
+//! certificate that fails to load never replaces a working one.
+
+use super::{TlsError, TlsFiles, load};
+use crate::watch::Watched;
+use rustls::ServerConfig;
+use std::sync::{Arc, Mutex, RwLock};
+
+pub struct TlsState {
+    files: TlsFiles,
+    current: RwLock<Arc<ServerConfig>>,
+    watched: Mutex<(Watched, Option<String>)>,
+}
+
+impl TlsState {
+    /// Loads the certificate for the first time; any error stops the start.
+    pub fn load(files: TlsFiles) -> Result<TlsState, TlsError> {
+        let watched = Watched::new(files.paths());
+        let (config, warnings) = load(&files)?;
+        warnings.iter().for_each(|w| log::warn!("tls: {w}"));
+        log::info!("tls: certificate {} loaded", files.certificate.display());
+        Ok(TlsState {
+            files,
+            current: RwLock::new(config),
+            watched: Mutex::new((watched, None)),
+        })
+    }
+
+    pub fn config(&self) -> Arc<ServerConfig> {
+        self.current.read().expect("tls lock").clone()
+    }
+
+    /// Reloads if a file changed since the last successful load. A failure
+    /// is retried on every call (a renewal may be half-written) but logged
+    /// once per distinct error.
+    pub fn reload_if_changed(&self) {
+        let changed = self.watched.lock().expect("tls lock").0.changed();
+        if changed {
+            self.reload("files changed");
+        }
+    }
+
+    /// Reloads now (SIGHUP); returns whether the new certificate is in service.
+    pub fn reload(&self, why: &str) -> bool {
+        let mut w = self.watched.lock().expect("tls lock");
+        match load(&self.files) {
+            Ok((config, warnings)) => {
+                warnings.iter().for_each(|m| log::warn!("tls: {m}"));
+                *self.current.write().expect("tls lock") = config;
+                w.0.mark_seen();
+                w.1 = None;
+                log::info!("tls: certificate reloaded ({why})");
+                true
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                if w.1.as_deref() != Some(msg.as_str()) {
+                    log::error!("tls: keeping the certificate in service; reload failed: {msg}");
+                    w.1 = Some(msg);
+                }
+                false
+            }
+        }
+    }
+}
