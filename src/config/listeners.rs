@@ -50,7 +50,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            maxheaderbytes: 16 << 10,
+            maxheaderbytes: 32 << 10,
             maxurlbytes: 8 << 10,
             headertimeout: GoDuration(Duration::from_secs(10)),
             idletimeout: GoDuration(Duration::from_secs(120)),

@@ -42,6 +42,8 @@ pub struct Server {
     pub root: PathBuf,
     pub config: PathBuf,
     pub log: Arc<Mutex<Vec<String>>>,
+    /// Sent as Basic credentials with every `req` when set.
+    pub credentials: Option<(String, String)>,
     _dir: Option<TempDir>,
 }
 
@@ -102,6 +104,7 @@ impl Server {
             root: root.to_path_buf(),
             config,
             log,
+            credentials: None,
             _dir: None,
         }
     }
@@ -111,12 +114,10 @@ impl Server {
     }
 
     pub fn req(&self, method: &str, path: &str) -> Req {
-        Req {
-            addr: self.addr,
-            method: method.to_string(),
-            path: path.to_string(),
-            headers: vec![],
-            body: vec![],
+        let req = req_to(self.addr, method, path);
+        match &self.credentials {
+            Some((u, p)) => req.header("Authorization", &basic_auth(u, p)),
+            None => req,
         }
     }
 
@@ -409,6 +410,41 @@ pub fn req_to(addr: SocketAddr, method: &str, path: &str) -> Req {
         path: path.to_string(),
         headers: vec![],
         body: vec![],
+    }
+}
+
+/// The `Authorization` header value for HTTP Basic.
+pub fn basic_auth(user: &str, password: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let raw = format!("{user}:{password}").into_bytes();
+    let mut out = String::new();
+    for c in raw.chunks(3) {
+        let n = c.iter().enumerate().fold(0u32, |a, (i, &b)| a | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    format!("Basic {out}")
+}
+
+/// Writes an htpasswd file with our own `htpasswd add` (bcrypt cost 4 keeps tests fast).
+pub fn write_htpasswd(path: &Path, users: &[(&str, &str)]) {
+    for (u, p) in users {
+        let mut child = Command::new(BIN)
+            .args(["htpasswd", "add", u, "--password-stdin", "--cost", "4", "--file"])
+            .arg(path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(format!("{p}\n").as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "htpasswd add {u}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
 
