@@ -2,6 +2,8 @@
 //! Docker Registry HTTP API V2) for on-premise data centres.
 
 mod api;
+mod auth;
+mod cli;
 mod config;
 mod digest;
 mod logging;
@@ -12,6 +14,7 @@ mod storage;
 mod timefmt;
 
 use clap::{Parser, Subcommand};
+use cli::htpasswd::HtpasswdArgs;
 use config::{Config, ConfigError, Loaded};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -42,6 +45,8 @@ enum Command {
         #[arg(long, short, default_value = config::DEFAULT_PATH)]
         config: PathBuf,
     },
+    /// Manage users in the htpasswd file.
+    Htpasswd(HtpasswdArgs),
 }
 
 fn load(path: &Path, dev: bool) -> Result<Loaded, ConfigError> {
@@ -53,6 +58,20 @@ fn load(path: &Path, dev: bool) -> Result<Loaded, ConfigError> {
         )
     } else {
         Config::load(path, std::env::vars())
+    }
+}
+
+/// Which file `htpasswd` edits and at what bcrypt cost.
+fn htpasswd_target(args: &HtpasswdArgs) -> Result<(PathBuf, u32), String> {
+    let cost = args.cost.unwrap_or(cli::htpasswd::DEFAULT_COST);
+    match (&args.file, &args.config) {
+        (Some(file), _) => Ok((file.clone(), cost)),
+        (None, Some(_)) => Err(
+            "--config: taking the htpasswd path from the configuration is not supported yet; \
+             pass --file PATH"
+                .to_string(),
+        ),
+        (None, None) => Ok((PathBuf::from(cli::htpasswd::DEFAULT_FILE), cost)),
     }
 }
 
@@ -75,6 +94,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(log::LevelFilter::Info);
     match cli.command {
+        Command::Htpasswd(args) => match htpasswd_target(&args) {
+            Ok((file, cost)) => cli::htpasswd::run(&args, &file, cost),
+            Err(e) => {
+                eprintln!("private-registry htpasswd: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::CheckConfig { config } => match load_reporting(&config, false) {
             Some(c) => {
                 print!("{}", c.to_yaml());

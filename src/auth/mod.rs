@@ -1,0 +1,3 @@
+//! Authentication: deciding who a request comes from.
+
+pub mod htpasswd;
