@@ -3,6 +3,7 @@
 
 mod api;
 mod auth;
+mod cli;
 mod config;
 mod digest;
 mod logging;
@@ -15,6 +16,7 @@ mod tls;
 mod watch;
 
 use clap::{Parser, Subcommand};
+use cli::htpasswd::HtpasswdArgs;
 use config::{Config, ConfigError, Loaded};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -45,6 +47,8 @@ enum Command {
         #[arg(long, short, default_value = config::DEFAULT_PATH)]
         config: PathBuf,
     },
+    /// Manage users in the htpasswd file.
+    Htpasswd(HtpasswdArgs),
 }
 
 fn load(path: &Path, dev: bool) -> Result<Loaded, ConfigError> {
@@ -57,6 +61,45 @@ fn load(path: &Path, dev: bool) -> Result<Loaded, ConfigError> {
     } else {
         Config::load(path, std::env::vars())
     }
+}
+
+/// Which file `htpasswd` edits and at what bcrypt cost.
+/// The htpasswd file and bcrypt cost: `--file`/`--cost` if given, else the
+/// configuration's `auth.htpasswd.path` and `privateregistry.auth.bcryptcost`.
+/// Without a configuration file at the default path, the packaged default file.
+fn htpasswd_target(args: &HtpasswdArgs) -> Result<(PathBuf, u32), String> {
+    let config_path = args
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
+    let configured = if args.file.is_some() || (args.config.is_none() && !config_path.exists()) {
+        None
+    } else {
+        let c = Config::load(&config_path, std::env::vars())
+            .map_err(|e| format!("{e} (or pass --file PATH)"))?
+            .config;
+        let path = c
+            .auth
+            .as_ref()
+            .and_then(|a| a.htpasswd.as_ref())
+            .map(|h| h.path.clone());
+        let path = path.ok_or_else(|| {
+            format!(
+                "{}: no auth.htpasswd.path configured; pass --file PATH",
+                config_path.display()
+            )
+        })?;
+        Some((path, c.privateregistry.auth.bcryptcost))
+    };
+    let (file, cost) = match (&args.file, configured) {
+        (Some(f), _) => (f.clone(), cli::htpasswd::DEFAULT_COST),
+        (None, Some(c)) => c,
+        (None, None) => (
+            PathBuf::from(cli::htpasswd::DEFAULT_FILE),
+            cli::htpasswd::DEFAULT_COST,
+        ),
+    };
+    Ok((file, args.cost.unwrap_or(cost)))
 }
 
 fn load_reporting(path: &Path, dev: bool) -> Option<Config> {
@@ -78,6 +121,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(log::LevelFilter::Info);
     match cli.command {
+        Command::Htpasswd(args) => match htpasswd_target(&args) {
+            Ok((file, cost)) => cli::htpasswd::run(&args, &file, cost),
+            Err(e) => {
+                eprintln!("private-registry htpasswd: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::CheckConfig { config } => match load_reporting(&config, false) {
             Some(c) => {
                 print!("{}", c.to_yaml());

@@ -30,9 +30,14 @@ fn read_until_closed(s: &mut TcpStream, limit: Duration) -> Option<Vec<u8>> {
 #[test]
 fn oversized_headers_and_urls_are_refused() {
     let s = Server::start_with(TIGHT);
-    let r = s.req("GET", "/v2/").header("X-Big", &"a".repeat(9000)).send();
+    let r = s
+        .req("GET", "/v2/")
+        .header("X-Big", &"a".repeat(9000))
+        .send();
     assert_eq!(r.status, 431);
-    let r = s.req("GET", &format!("/v2/{}/tags/list", "a".repeat(2000))).send();
+    let r = s
+        .req("GET", &format!("/v2/{}/tags/list", "a".repeat(2000)))
+        .send();
     assert_eq!(r.status, 414);
     assert_eq!(r.code(), "UNSUPPORTED");
     assert!(r.text().contains("1024 bytes"), "{}", r.text());
@@ -99,7 +104,11 @@ fn connections_are_bounded() {
     assert!(third.read(&mut buf).is_err(), "served beyond the limit");
     drop(hold1);
     let answer = read_until_closed(&mut third, Duration::from_secs(30)).unwrap();
-    assert!(answer.starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&answer));
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
     drop(hold2);
     assert!(s.log_text().contains("connection limit reached"));
 }

@@ -78,7 +78,7 @@ pub fn may(api: &Api, caller: &Caller, action: Action, repo: &str) -> bool {
         .is_none_or(|a| a.policy.allows(caller, action, repo))
 }
 
-fn challenge(api: &Api) -> ApiError {
+pub fn challenge(api: &Api) -> ApiError {
     let realm = api.auth.as_ref().map_or("", |a| a.realm.as_str());
     ApiError::new(Code::Unauthorized, "authentication required")
         .with_header("WWW-Authenticate", format!("Basic realm=\"{realm}\""))

@@ -139,6 +139,8 @@ pub async fn handle(
 async fn dispatch(api: &Api, caller: &Caller, req: &Parts, body: Incoming) -> ApiResult {
     check_url(api, req)?;
     let route = route::parse(req.uri.path()).map_err(|e| match e {
+        // Even an anonymous caller admitted by some rule learns nothing about paths.
+        _ if *caller == Caller::Anonymous => guard::challenge(api),
         RouteError::NotFound => {
             ApiError::new(Code::Unsupported, "no such endpoint").with_status(StatusCode::NOT_FOUND)
         }

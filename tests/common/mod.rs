@@ -419,7 +419,10 @@ pub fn basic_auth(user: &str, password: &str) -> String {
     let raw = format!("{user}:{password}").into_bytes();
     let mut out = String::new();
     for c in raw.chunks(3) {
-        let n = c.iter().enumerate().fold(0u32, |a, (i, &b)| a | u32::from(b) << (16 - 8 * i));
+        let n = c
+            .iter()
+            .enumerate()
+            .fold(0u32, |a, (i, &b)| a | u32::from(b) << (16 - 8 * i));
         for i in 0..4 {
             if i <= c.len() {
                 out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -431,21 +434,22 @@ pub fn basic_auth(user: &str, password: &str) -> String {
     format!("Basic {out}")
 }
 
-/// Writes an htpasswd file with our own `htpasswd add` (bcrypt cost 4 keeps tests fast).
+/// Adds or updates users in an htpasswd file. bcrypt cost 4 keeps the
+/// tests fast; the `htpasswd` command itself (tested in cli_htpasswd.rs)
+/// never writes below 10.
 pub fn write_htpasswd(path: &Path, users: &[(&str, &str)]) {
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    let mut lines: Vec<String> = old.lines().map(str::to_string).collect();
     for (u, p) in users {
-        let mut child = Command::new(BIN)
-            .args(["htpasswd", "add", u, "--password-stdin", "--cost", "4", "--file"])
-            .arg(path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(format!("{p}\n").as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "htpasswd add {u}: {}", String::from_utf8_lossy(&out.stderr));
+        let hash = bcrypt::hash_with_result(p, 4)
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoY);
+        lines.retain(|l| !l.starts_with(&format!("{u}:")));
+        lines.push(format!("{u}:{hash}"));
     }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, lines.join("\n") + "\n").unwrap();
+    std::fs::rename(&tmp, path).unwrap();
 }
 
 /// A loopback port that was free a moment ago.

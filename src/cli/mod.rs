@@ -1,0 +1,4 @@
+//! Subcommands that administer a registry rather than run it.
+
+pub mod htpasswd;
+mod prompt;
