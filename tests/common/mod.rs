@@ -3,6 +3,8 @@
 //! deliberately minimal HTTP/1.1 client (so tests can send malformed requests).
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -38,7 +40,12 @@ impl Drop for TempDir {
 
 pub struct Server {
     child: Option<Child>,
+    /// The first listener, which is the only one unless
+    /// `privateregistry.listeners` says otherwise.
     pub addr: SocketAddr,
+    /// Every listener, in the order the server announced them, and whether
+    /// it speaks TLS.
+    pub listeners: Vec<(SocketAddr, bool)>,
     pub root: PathBuf,
     pub config: PathBuf,
     pub log: Arc<Mutex<Vec<String>>>,
@@ -77,6 +84,11 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        Self::spawn(cmd, root, config)
+    }
+
+    /// Runs `cmd` and waits until it has announced its listeners.
+    fn spawn(mut cmd: Command, root: &Path, config: PathBuf) -> Server {
         let mut child = cmd
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -88,25 +100,53 @@ impl Server {
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("serving on ").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
-                    let _ = tx.send(addr);
+                if let Some(event) = startup_event(&line) {
+                    let _ = tx.send(event);
                 }
                 sink.lock().unwrap().push(line);
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("server did not start; log: {:?}", log.lock().unwrap()));
+        let until = Instant::now() + Duration::from_secs(20);
+        let (first, marked) = loop {
+            match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                Ok(Startup::Serving(addr, kind)) => break (addr, kind),
+                Ok(Startup::Ready) => {}
+                Err(_) => panic!("server did not start; log: {:?}", log.lock().unwrap()),
+            }
+        };
+        let mut listeners = vec![(first, marked == Some(true))];
+        // A line without "(plain)"/"(tls)" comes from a server that has one
+        // listener and announces no readiness: nothing more to wait for.
+        // Otherwise wait for "ready:", but not forever for a server that
+        // never says it.
+        if marked.is_some() {
+            let until = Instant::now() + Duration::from_secs(1);
+            while let Ok(event) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                match event {
+                    Startup::Serving(addr, kind) => listeners.push((addr, kind == Some(true))),
+                    Startup::Ready => break,
+                }
+            }
+        }
         Server {
             child: Some(child),
-            addr: addr.parse().unwrap(),
+            addr: first,
+            listeners,
             root: root.to_path_buf(),
             config,
             log,
             credentials: None,
             _dir: None,
         }
+    }
+
+    /// The first listener that does (or does not) speak TLS.
+    pub fn listener(&self, tls: bool) -> SocketAddr {
+        self.listeners
+            .iter()
+            .find(|(_, t)| *t == tls)
+            .unwrap_or_else(|| panic!("no listener with tls={tls} in {:?}", self.listeners))
+            .0
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -140,6 +180,33 @@ impl Server {
     }
 }
 
+enum Startup {
+    /// A listener's address and, if the line says, whether it is TLS.
+    Serving(SocketAddr, Option<bool>),
+    Ready,
+}
+
+/// Recognises `serving on ADDR [(plain)|(tls)] ...` and `... ready: ...`.
+fn startup_event(line: &str) -> Option<Startup> {
+    if let Some(rest) = line.split("serving on ").nth(1) {
+        let (addr, after) = rest.split_once(' ').unwrap_or((rest, ""));
+        let addr = addr.trim_end_matches([',', ';']).parse().ok()?;
+        let after = after.trim_start();
+        let kind = if after.starts_with("(tls)") {
+            Some(true)
+        } else if after.starts_with("(plain)") {
+            Some(false)
+        } else {
+            None
+        };
+        return Some(Startup::Serving(addr, kind));
+    }
+    // "ready:" as a word of its own, not the end of "already:".
+    let i = line.find("ready:")?;
+    let before = line[..i].chars().next_back();
+    (!before.is_some_and(char::is_alphanumeric)).then_some(Startup::Ready)
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -155,6 +222,7 @@ pub struct Req {
     path: String,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    tls: Option<tls::ClientTls>,
 }
 
 #[derive(Debug)]
@@ -162,6 +230,8 @@ pub struct Resp {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// What the connection negotiated, for a request sent over TLS.
+    pub tls: Option<tls::TlsInfo>,
 }
 
 impl Resp {
@@ -210,7 +280,38 @@ impl Req {
         self
     }
 
+    /// Sends the request over TLS, expecting a certificate for
+    /// `server_name` (a DNS name, or an IP address, which is then not sent
+    /// as SNI).
+    pub fn tls(mut self, server_name: &str, config: &Arc<rustls::ClientConfig>) -> Req {
+        self.tls = Some(tls::ClientTls {
+            server_name: server_name.to_string(),
+            config: config.clone(),
+        });
+        self
+    }
+
     pub fn send(self) -> Resp {
+        let what = format!("{} {} to {}", self.method, self.path, self.addr);
+        self.try_send()
+            .unwrap_or_else(|e| panic!("{what}: {e} ({e:?})"))
+    }
+
+    /// Like [`Req::send`], but a failure to connect, a failed handshake, an
+    /// alert or a close instead of a response is an error, not a panic.
+    pub fn try_send(self) -> std::io::Result<Resp> {
+        let raw = self.encode();
+        let head_only = self.method == "HEAD";
+        let Some(t) = &self.tls else {
+            return try_raw_request(self.addr, &raw, head_only);
+        };
+        let (buf, info) = tls::exchange(self.addr, t, &raw)?;
+        let mut r = try_parse_response(&buf, head_only)?;
+        r.tls = Some(info);
+        Ok(r)
+    }
+
+    fn encode(&self) -> Vec<u8> {
         let mut head = format!(
             "{} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
             self.method, self.path, self.addr
@@ -242,18 +343,34 @@ impl Req {
         } else {
             raw.extend_from_slice(&self.body);
         }
-        raw_request(self.addr, &raw, self.method == "HEAD")
+        raw
     }
 }
 
 /// Sends raw bytes and parses the response (connection closed by the server).
 pub fn raw_request(addr: SocketAddr, raw: &[u8], head_only: bool) -> Resp {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    s.write_all(raw).unwrap();
+    try_raw_request(addr, raw, head_only).unwrap()
+}
+
+fn try_raw_request(addr: SocketAddr, raw: &[u8], head_only: bool) -> std::io::Result<Resp> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    s.write_all(raw)?;
     let mut buf = vec![];
     let _ = s.read_to_end(&mut buf);
-    parse_response(&buf, head_only)
+    try_parse_response(&buf, head_only)
+}
+
+/// A server that closed without a response is a result a test may expect
+/// (a refused handshake, a dropped connection), not a harness failure.
+fn try_parse_response(buf: &[u8], head_only: bool) -> std::io::Result<Resp> {
+    if !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("no response head: {:?}", String::from_utf8_lossy(buf)),
+        ));
+    }
+    Ok(parse_response(buf, head_only))
 }
 
 fn parse_response(buf: &[u8], head_only: bool) -> Resp {
@@ -290,6 +407,7 @@ fn parse_response(buf: &[u8], head_only: bool) -> Resp {
         status,
         headers,
         body,
+        tls: None,
     }
 }
 
@@ -410,6 +528,7 @@ pub fn req_to(addr: SocketAddr, method: &str, path: &str) -> Req {
         path: path.to_string(),
         headers: vec![],
         body: vec![],
+        tls: None,
     }
 }
 
