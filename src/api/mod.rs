@@ -72,6 +72,11 @@ impl Settings {
     }
 }
 
+/// Marks a request that arrived over TLS, so absolute URLs we hand out
+/// (upload `Location`s) send the client back the same way.
+#[derive(Clone, Copy)]
+pub struct Tls;
+
 pub struct Api {
     pub registry: Registry,
     pub settings: Settings,
@@ -92,7 +97,14 @@ impl Api {
             .and_then(|h| h.to_str().ok())
             .or_else(|| req.uri.authority().map(|a| a.as_str()));
         match host {
-            Some(host) if !self.settings.relative_urls => format!("http://{host}{path}"),
+            Some(host) if !self.settings.relative_urls => {
+                let scheme = if req.extensions.get::<Tls>().is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                format!("{scheme}://{host}{path}")
+            }
             _ => path.to_string(),
         }
     }

@@ -52,6 +52,9 @@ pub struct Authenticator {
     users: Users,
     cache: CredentialCache,
     throttle: Throttle,
+    /// bcrypt runs on tokio's blocking pool, which file I/O shares; at most
+    /// one verification per core keeps a login flood from starving storage.
+    bcrypt_slots: tokio::sync::Semaphore,
 }
 
 impl Authenticator {
@@ -67,6 +70,9 @@ impl Authenticator {
             users: Users::load(&h.path)?,
             cache: CredentialCache::new(t.cachettl.0, t.cachesize),
             throttle: Throttle::new(t.maxfailures, t.failurewindow.0),
+            bcrypt_slots: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
         })))
     }
 
@@ -89,9 +95,11 @@ impl Authenticator {
         }
         let (hash, exists) = table.lookup(&user);
         let (hash, pw) = (hash.to_string(), password.clone());
+        let slot = self.bcrypt_slots.acquire().await;
         let ok = tokio::task::spawn_blocking(move || htpasswd::verify(&hash, &pw))
             .await
             .unwrap_or(false);
+        drop(slot);
         if ok && exists {
             self.cache.insert(&user, &password, table.generation);
             Ok(Caller::User(user))

@@ -77,6 +77,17 @@ fn build(path: &Path, text: &str, generation: u64, previous: Option<&Table>) -> 
             p.message
         );
     }
+    for e in entries
+        .iter()
+        .filter(|e| htpasswd::bcrypt_cost(&e.hash).is_some_and(|c| c < 10))
+    {
+        log::warn!(
+            "auth: {}: user {:?} has a weak bcrypt cost; re-add with: private-registry htpasswd add {}",
+            path.display(),
+            e.user,
+            e.user
+        );
+    }
     let hashes: HashMap<String, String> = entries.into_iter().map(|e| (e.user, e.hash)).collect();
     if hashes.is_empty() {
         log::warn!(

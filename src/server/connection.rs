@@ -14,6 +14,19 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+/// Whether a stream is encrypted, known from its type.
+pub trait Secure {
+    const SECURE: bool;
+}
+
+impl<T> Secure for Tracked<T> {
+    const SECURE: bool = false;
+}
+
+impl<T> Secure for tokio_rustls::server::TlsStream<T> {
+    const SECURE: bool = true;
+}
+
 /// What every connection shares.
 pub struct Shared {
     pub api: Arc<Api>,
@@ -67,10 +80,16 @@ async fn run_http<IO>(
     watcher: Watcher,
     peer: std::net::SocketAddr,
 ) where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static + Secure,
 {
     let api = shared.api.clone();
-    let svc = service_fn(move |req| api::handle(api.clone(), req, peer));
+    let tls = IO::SECURE;
+    let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        if tls {
+            req.extensions_mut().insert(api::Tls);
+        }
+        api::handle(api.clone(), req, peer)
+    });
     let conn = shared
         .http
         .serve_connection(TokioIo::new(io), svc)
