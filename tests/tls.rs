@@ -519,7 +519,8 @@ fn renewed_certificates_reach_new_connections_without_a_failed_request() {
     install_file(&third.cert, &live.cert);
     let key = live.key.display().to_string();
     wait_for_log(&s, mark, "explaining the failed reload", |l| {
-        l.contains("tls: keeping the certificate in service; reload failed:") && l.contains(&key)
+        l.contains("tls: keeping the certificate in service; reload failed (files changed):")
+            && l.contains(&key)
     });
     let after = prober.next(5);
     assert!(after.iter().all(|o| *o == Ok(second.sha256())), "{after:?}");
