@@ -284,3 +284,26 @@ fn mounting_needs_pull_on_the_source() {
     let r = s.req("HEAD", &format!("/v2/team/app/blobs/{blob}")).send();
     assert_eq!(r.status, 404, "the secret blob was not linked");
 }
+
+#[test]
+fn a_listener_with_auth_off_serves_the_host_without_a_login() {
+    let dir = TempDir::new("auth");
+    let htpasswd = dir.0.join("htpasswd");
+    write_htpasswd(&htpasswd, &[("alice", "pw")]);
+    let extra = format!(
+        "auth:\n  htpasswd:\n    realm: {REALM}\n    path: {}\nprivateregistry:\n  listeners:\n    - {{name: local, addr: '127.0.0.1:0', auth: false}}\n    - {{name: other, addr: '127.0.0.1:0'}}\n",
+        htpasswd.display()
+    );
+    let s = Server::start_with(&extra);
+    let (local, other) = (s.listeners[0].0, s.listeners[1].0);
+    assert_eq!(req_to(local, "GET", "/v2/").send().status, 200);
+    push_image(&s, "host/app", "1", "local");
+    assert_challenged(
+        &req_to(other, "GET", "/v2/").send(),
+        "authenticated listener",
+    );
+    let r = req_to(other, "GET", "/v2/host/app/tags/list")
+        .header("Authorization", &basic_auth("alice", "pw"))
+        .send();
+    assert_eq!(r.json()["tags"], serde_json::json!(["1"]));
+}

@@ -459,7 +459,7 @@ impl Config {
         for l in listeners {
             if self.privateregistry.insecurenetwork
                 && !l.addr.ip().is_loopback()
-                && !(l.tls && self.auth.is_some())
+                && !(l.tls && l.auth && self.auth.is_some())
             {
                 warnings.push(format!(
                     "{}: INSECURE: {} is reachable from the network without TLS or authentication (privateregistry.insecurenetwork)",
