@@ -9,7 +9,7 @@ use common::*;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// Collects sd_notify datagrams sent to a socket in `dir`.
@@ -62,6 +62,26 @@ fn first_connection(port: u16) -> std::net::TcpStream {
     conn.unwrap()
 }
 
+/// `systemd-socket-activate` listening on 127.0.0.1 at `ports` with `names`,
+/// to run the daemon on `config` with `env` once a connection arrives.
+fn socket_activate(ports: &[u16], names: &str, env: &[String], config: &Path) -> Child {
+    let mut cmd = Command::new("systemd-socket-activate");
+    for p in ports {
+        cmd.args(["-l", &format!("127.0.0.1:{p}")]);
+    }
+    cmd.arg(format!("--fdname={names}"));
+    for e in env {
+        cmd.args(["-E", e]);
+    }
+    cmd.arg(BIN)
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("systemd-socket-activate (Debian package systemd)")
+}
+
 fn kill(pid: u32, sig: &str) {
     Command::new("kill")
         .args([&format!("-{sig}"), &pid.to_string()])
@@ -81,19 +101,11 @@ fn socket_activation_and_notify_messages() {
     let mut notify = Notify::bind(&dir.0);
     // Names given in the opposite order to the ports: the daemon must go by
     // name, not by position or address.
-    let child = Command::new("systemd-socket-activate")
-        .args(["-l", &format!("127.0.0.1:{network}")])
-        .args(["-l", &format!("127.0.0.1:{local}")])
-        .args(["--fdname=network:local"])
-        .args(["-E", &format!("NOTIFY_SOCKET={}", notify.path)])
-        .args(["-E", "WATCHDOG_USEC=1000000"])
-        .arg(BIN)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("systemd-socket-activate (Debian package systemd)");
+    let env = [
+        format!("NOTIFY_SOCKET={}", notify.path),
+        "WATCHDOG_USEC=1000000".to_string(),
+    ];
+    let child = socket_activate(&[network, local], "network:local", &env, &config);
     let mut proc = ProcGuard(Some(child));
     // The first connection starts the daemon; it is answered, not refused.
     let mut first = first_connection(local);
@@ -129,15 +141,7 @@ fn a_passed_socket_no_listener_claims_is_refused() {
     let port = free_port();
     let config = dir.0.join("config.yml");
     std::fs::write(&config, config_yaml(&dir.0.join("data"), "")).unwrap();
-    let out = Command::new("systemd-socket-activate")
-        .args(["-l", &format!("127.0.0.1:{port}"), "--fdname=mystery"])
-        .arg(BIN)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let out = socket_activate(&[port], "mystery", &[], &config);
     // Trigger the start, then collect the daemon's refusal.
     let _conn = first_connection(port);
     let out = out.wait_with_output().unwrap();

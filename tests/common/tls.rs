@@ -502,6 +502,20 @@ fn connect(
     Ok(StreamOwned::new(conn, tcp))
 }
 
+/// A connection with its handshake done, and what it negotiated.
+fn connected(
+    addr: SocketAddr,
+    server_name: &str,
+    config: &Arc<ClientConfig>,
+) -> io::Result<(StreamOwned<ClientConnection, TcpStream>, TlsInfo)> {
+    let mut s = connect(addr, server_name, config)?;
+    while s.conn.is_handshaking() {
+        s.conn.complete_io(&mut s.sock)?;
+    }
+    let info = TlsInfo::of(&s.conn);
+    Ok((s, info))
+}
+
 /// Completes a handshake and closes, without sending a request: the way to
 /// look at negotiation alone (an `h2` ALPN result, say, after which the
 /// harness's HTTP/1.1 requests would make no sense).
@@ -514,11 +528,7 @@ pub fn handshake(
     server_name: &str,
     config: &Arc<ClientConfig>,
 ) -> io::Result<TlsInfo> {
-    let mut s = connect(addr, server_name, config)?;
-    while s.conn.is_handshaking() {
-        s.conn.complete_io(&mut s.sock)?;
-    }
-    let info = TlsInfo::of(&s.conn);
+    let (mut s, info) = connected(addr, server_name, config)?;
     s.conn.send_close_notify();
     let _ = s.conn.complete_io(&mut s.sock);
     Ok(info)
@@ -539,11 +549,7 @@ impl KeepAlive {
         server_name: &str,
         config: &Arc<ClientConfig>,
     ) -> io::Result<KeepAlive> {
-        let mut s = connect(addr, server_name, config)?;
-        while s.conn.is_handshaking() {
-            s.conn.complete_io(&mut s.sock)?;
-        }
-        let info = TlsInfo::of(&s.conn);
+        let (s, info) = connected(addr, server_name, config)?;
         Ok(KeepAlive {
             s: io::BufReader::new(s),
             host: addr.to_string(),
