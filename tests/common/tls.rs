@@ -165,16 +165,12 @@ impl Pki {
     /// the first is also the common name) issued by the root, written as
     /// `<name>.crt` and `<name>.key`.
     pub fn server(&self, name: &str, key: KeyType, sans: &[&str]) -> CertPaths {
+        self.root_issued(name, key, sans, Validity::Days)
+    }
+
+    fn root_issued(&self, name: &str, key: KeyType, sans: &[&str], v: Validity) -> CertPaths {
         let ext = server_ext(key, sans);
-        issue(
-            &self.dir,
-            name,
-            key,
-            sans[0],
-            &ext,
-            &self.root,
-            Validity::Days,
-        )
+        issue(&self.dir, name, key, sans[0], &ext, &self.root, v)
     }
 
     /// Like [`Pki::server`], but issued by the intermediate CA, so that a
@@ -192,16 +188,7 @@ impl Pki {
 
     /// A server certificate issued by the root whose validity ended in 2021.
     pub fn expired_server(&self, name: &str, key: KeyType, sans: &[&str]) -> CertPaths {
-        let ext = server_ext(key, sans);
-        issue(
-            &self.dir,
-            name,
-            key,
-            sans[0],
-            &ext,
-            &self.root,
-            Validity::Expired,
-        )
+        self.root_issued(name, key, sans, Validity::Expired)
     }
 
     /// A client certificate (ECDSA P-256, extendedKeyUsage clientAuth) for
