@@ -65,6 +65,7 @@ fn every_route(repo: &str, digest: &str) -> Vec<(&'static str, String)> {
         "/v2/_ext/usage".into(),
         "/ui/".into(),
         "/metrics".into(),
+        "/ca.crt".into(),
         "/debug/health".into(),
         "/../../etc/passwd".into(),
     ];
