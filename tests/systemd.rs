@@ -33,6 +33,26 @@ impl Notify {
         }
     }
 
+    /// Everything received within `d`.
+    fn collect_for(&mut self, d: Duration) -> Vec<String> {
+        let until = std::time::Instant::now() + d;
+        let mut got = std::mem::take(&mut self.seen);
+        while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+            self.socket
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
+            let mut buf = [0u8; 4096];
+            match self.socket.recv(&mut buf) {
+                Ok(n) => got.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                Err(_) => break,
+            }
+        }
+        self.socket
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        got
+    }
+
     /// Waits for a message containing `field` (e.g. `READY=1`); returns it.
     fn wait_for(&mut self, field: &str) -> String {
         loop {
@@ -65,6 +85,7 @@ fn first_connection(port: u16) -> std::net::TcpStream {
 /// `systemd-socket-activate` listening on 127.0.0.1 at `ports` with `names`,
 /// to run the daemon on `config` with `env` once a connection arrives.
 fn socket_activate(ports: &[u16], names: &str, env: &[String], config: &Path) -> Child {
+    let log = std::fs::File::create(config.with_extension("log")).unwrap();
     let mut cmd = Command::new("systemd-socket-activate");
     for p in ports {
         cmd.args(["-l", &format!("127.0.0.1:{p}")]);
@@ -77,7 +98,7 @@ fn socket_activate(ports: &[u16], names: &str, env: &[String], config: &Path) ->
         .args(["serve", "--config"])
         .arg(config)
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(log)
         .spawn()
         .expect("systemd-socket-activate (Debian package systemd)")
 }
@@ -130,9 +151,36 @@ fn socket_activation_and_notify_messages() {
     notify.wait_for("READY=1");
     assert_eq!(req_to(addr, "GET", "/v2/").send().status, 200);
 
+    // SIGTERM during a request: the drain lets it finish, and the watchdog
+    // falls silent (a probe during the drain would sit in systemd's socket
+    // and start the service again once it stopped).
+    let upload = req_to(addr, "POST", "/v2/a/blobs/uploads/")
+        .send()
+        .location_path();
+    let mut slow = std::net::TcpStream::connect(addr).unwrap();
+    let head = format!("PATCH {upload} HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345");
+    slow.write_all(head.as_bytes()).unwrap();
+    kill(pid, "TERM");
+    notify.wait_for("STOPPING=1");
+    let during_drain = notify.collect_for(Duration::from_millis(2500));
+    assert!(
+        !during_drain
+            .iter()
+            .any(|m| m.lines().any(|l| l == "WATCHDOG=1")),
+        "{during_drain:?}"
+    );
+    slow.write_all(b"67890").unwrap();
+    let mut answer = String::new();
+    slow.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
     let status = proc.signal_and_wait("TERM").unwrap();
     assert!(status.success(), "{status:?}");
-    notify.wait_for("STOPPING=1");
+    let log = std::fs::read_to_string(config.with_extension("log")).unwrap();
+    let drain = log.split("shutting down").nth(1).expect("drain logged");
+    assert!(
+        !drain.contains("watchdog"),
+        "the watchdog probed during the drain: {drain}"
+    );
 }
 
 #[test]
@@ -141,12 +189,12 @@ fn a_passed_socket_no_listener_claims_is_refused() {
     let port = free_port();
     let config = dir.0.join("config.yml");
     std::fs::write(&config, config_yaml(&dir.0.join("data"), "")).unwrap();
-    let out = socket_activate(&[port], "mystery", &[], &config);
+    let mut out = socket_activate(&[port], "mystery", &[], &config);
     // Trigger the start, then collect the daemon's refusal.
     let _conn = first_connection(port);
-    let out = out.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let status = out.wait().unwrap();
+    let err = std::fs::read_to_string(config.with_extension("log")).unwrap();
+    assert!(!status.success());
     assert!(
         err.contains("\"mystery\"") && err.contains("matches no configured listener"),
         "{err}"

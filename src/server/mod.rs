@@ -103,8 +103,8 @@ pub async fn run(
     };
     log::info!("ready: {}", state.status());
     systemd::ready(&state.status());
-    watchdog::spawn(probe);
-    serve(rx, state).await
+    let watchdog = watchdog::spawn(probe);
+    serve(rx, state, watchdog).await
 }
 
 /// Takes the sockets systemd passed, or binds the configured addresses.
@@ -208,6 +208,7 @@ impl State {
 async fn serve(
     mut incoming: mpsc::Receiver<listen::Accepted>,
     mut state: State,
+    watchdog: Option<tokio::task::JoinHandle<()>>,
 ) -> Result<(), ServeError> {
     let sig = |k| signal(k).map_err(ServeError::Signal);
     let (mut term, mut int, mut hup, mut usr1) = (
@@ -245,6 +246,9 @@ async fn serve(
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
+    }
+    if let Some(w) = watchdog {
+        w.abort();
     }
     systemd::stopping();
     // Closing the channel stops every accept loop and releases the sockets.

@@ -46,9 +46,16 @@ impl Runtime {
         let auth = Authenticator::from_config(config)?;
         let ca_certificate = match &config.privateregistry.cacertificate {
             Some(p) => std::fs::read(p).ok().or_else(|| {
-                log::warn!(
-                    "{}: CA certificate not readable; /ca.crt answers 404",
-                    p.display()
+                // Before private-registry-certgen has run, that is expected.
+                let level = if config.privateregistry.awaitcertificate {
+                    log::Level::Info
+                } else {
+                    log::Level::Warn
+                };
+                let path = p.display();
+                log::log!(
+                    level,
+                    "{path}: CA certificate not readable; /ca.crt answers 404"
                 );
                 None
             }),

@@ -44,12 +44,15 @@ async fn answers(p: Probe) -> std::io::Result<bool> {
 }
 
 /// Starts pinging systemd at half the interval it asked for, if it asked.
-pub fn spawn(probe: Option<Probe>) {
+/// The caller aborts the task at shutdown: during the drain the listeners no
+/// longer accept, and a probe left waiting in systemd's socket would start
+/// the service again right after it stops.
+pub fn spawn(probe: Option<Probe>) -> Option<tokio::task::JoinHandle<()>> {
     let (Some(interval), Some(probe)) = (systemd::watchdog_interval(), probe) else {
-        return;
+        return None;
     };
     let every = interval / 2;
-    tokio::spawn(async move {
+    Some(tokio::spawn(async move {
         loop {
             tokio::time::sleep(every).await;
             match tokio::time::timeout(every, answers(probe)).await {
@@ -59,5 +62,5 @@ pub fn spawn(probe: Option<Probe>) {
                 Err(_) => log::warn!("watchdog: {} did not answer within {every:?}", probe.addr),
             }
         }
-    });
+    }))
 }
