@@ -11,6 +11,7 @@ mod manifest;
 mod names;
 mod server;
 mod storage;
+mod systemd;
 mod timefmt;
 mod tls;
 mod watch;
@@ -139,25 +140,61 @@ fn main() -> ExitCode {
             }
             None => ExitCode::FAILURE,
         },
-        Command::Serve { config, dev } => {
-            let Some(c) = load_reporting(&config, dev) else {
-                return ExitCode::FAILURE;
-            };
-            log::set_max_level(c.log_level().filter());
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build();
-            let result = match rt {
-                Ok(rt) => rt.block_on(server::run(c)).map_err(|e| e.to_string()),
-                Err(e) => Err(format!("cannot start the async runtime: {e}")),
-            };
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    log::error!("{e}");
-                    ExitCode::FAILURE
-                }
-            }
+        Command::Serve { config, dev } => serve(config, dev),
+    }
+}
+
+/// Applies the logging settings of `c`: level, syslog, access log file.
+pub fn apply_logging(c: &Config) {
+    log::set_max_level(c.log_level().filter());
+    let ours = &c.privateregistry;
+    if ours.syslog {
+        logging::use_syslog();
+    }
+    if let Some(path) = &ours.accesslog
+        && let Err(e) = logging::access_file(path)
+    {
+        log::error!(
+            "access log {}: {e}; logging requests with the messages",
+            path.display()
+        );
+    }
+}
+
+fn serve(config: PathBuf, dev: bool) -> ExitCode {
+    // Before any thread exists: taking the sockets clears LISTEN_* from the environment.
+    let passed = match systemd::activation::take() {
+        Ok(p) => p,
+        Err(e) => {
+            log::error!("socket activation: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(c) = load_reporting(&config, dev) else {
+        return ExitCode::FAILURE;
+    };
+    apply_logging(&c);
+    let reload: server::Reload = Box::new(move || {
+        let l = load(&config, dev).map_err(|e| e.to_string())?;
+        for w in &l.warnings {
+            log::warn!("config: {w}");
+        }
+        Ok(l.config)
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build();
+    let result = match rt {
+        Ok(rt) => rt
+            .block_on(server::run(c, passed, reload))
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(format!("cannot start the async runtime: {e}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::FAILURE
         }
     }
 }

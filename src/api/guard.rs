@@ -37,7 +37,7 @@ fn action<'a>(route: &'a Route, method: &Method) -> Option<(Action, &'a RepoName
     let read = matches!(*method, Method::GET | Method::HEAD);
     let delete = *method == Method::DELETE;
     match route {
-        Route::Base | Route::Catalog => None,
+        Route::Base | Route::Catalog | Route::CaCertificate => None,
         Route::Tags(r) | Route::Referrers(r, _) => Some((Action::Pull, r)),
         Route::Manifest(r, _) | Route::Blob(r, _) if read => Some((Action::Pull, r)),
         Route::Manifest(r, _) | Route::Blob(r, _) if delete => Some((Action::Delete, r)),
@@ -57,8 +57,9 @@ pub fn authorize(
 ) -> Result<(), ApiError> {
     let allowed = match action(route, method) {
         Some((a, repo)) => may(api, caller, a, repo.as_str()),
-        // The base endpoint answers "you are logged in"; an anonymous caller is not.
-        None if *route == Route::Base => *caller != Caller::Anonymous,
+        // The base endpoint answers "you are logged in", and the CA is for
+        // clients with an account; an anonymous caller is neither.
+        None if matches!(route, Route::Base | Route::CaCertificate) => *caller != Caller::Anonymous,
         None => true,
     };
     match (allowed, caller) {

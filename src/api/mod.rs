@@ -40,10 +40,12 @@ pub struct Settings {
     pub relative_urls: bool,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub max_url_bytes: usize,
+    /// Served at `/ca.crt` for clients to fetch what they should trust.
+    pub ca_certificate: Option<Vec<u8>>,
 }
 
 impl Settings {
-    pub fn from_config(c: &Config) -> Settings {
+    pub fn from_config(c: &Config, ca_certificate: Option<Vec<u8>>) -> Settings {
         let headers = c
             .http
             .headers
@@ -68,6 +70,7 @@ impl Settings {
             relative_urls: c.http.relativeurls,
             headers,
             max_url_bytes: c.privateregistry.limits.maxurlbytes,
+            ca_certificate,
         }
     }
 }
@@ -78,7 +81,7 @@ impl Settings {
 pub struct Tls;
 
 pub struct Api {
-    pub registry: Registry,
+    pub registry: Arc<Registry>,
     pub settings: Settings,
     /// `None` when no `auth` section is configured.
     pub auth: Option<Arc<Authenticator>>,
@@ -168,6 +171,7 @@ async fn dispatch(api: &Api, caller: &Caller, req: &Parts, body: Incoming) -> Ap
             json(StatusCode::OK, &serde_json::json!({}))
         }
         Route::Catalog if *m == Method::GET => catalog::list(api, req, &may_pull).await,
+        Route::CaCertificate if matches!(*m, Method::GET | Method::HEAD) => ca_certificate(api),
         Route::Tags(repo) if *m == Method::GET => catalog::tags(api, req, &repo).await,
         Route::Manifest(repo, r) => manifests::handle(api, req, body, &repo, &r).await,
         Route::Blob(repo, d) => blobs::handle(api, req, &repo, &d).await,
@@ -180,6 +184,20 @@ async fn dispatch(api: &Api, caller: &Caller, req: &Parts, body: Incoming) -> Ap
         }
         _ => Err(method_not_allowed()),
     }
+}
+
+fn ca_certificate(api: &Api) -> ApiResult {
+    let Some(pem) = &api.settings.ca_certificate else {
+        return Err(
+            ApiError::new(Code::Unsupported, "no CA certificate is configured")
+                .with_status(StatusCode::NOT_FOUND),
+        );
+    };
+    Ok(Response::builder()
+        .header("Content-Type", "application/x-pem-file")
+        .header("Content-Length", pem.len())
+        .body(body::full(pem.clone()))
+        .expect("valid response"))
 }
 
 /// Long URLs are refused before routing: nothing legitimate needs them.
@@ -273,17 +291,22 @@ fn log_request(req: &Parts, resp: &Response<Body>, peer: SocketAddr, user: &str,
     let bytes = resp
         .headers()
         .get("Content-Length")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-");
-    // Fields: client, user, request, status, bytes, duration.
-    log::info!(
-        target: "access",
-        "{} {user} {} {} {} {} {:.3}ms",
-        peer.ip(),
-        req.method,
-        req.uri.path(),
-        resp.status().as_u16(),
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    crate::logging::access(&crate::logging::Access {
+        client: peer.ip(),
+        user,
+        method: req.method.as_str(),
+        target,
+        version: match req.version {
+            hyper::Version::HTTP_2 => "HTTP/2.0",
+            hyper::Version::HTTP_10 => "HTTP/1.0",
+            _ => "HTTP/1.1",
+        },
+        status: resp.status().as_u16(),
         bytes,
-        started.elapsed().as_secs_f64() * 1000.0
-    );
+        referer: header(req, "referer"),
+        user_agent: header(req, "user-agent"),
+        millis: started.elapsed().as_secs_f64() * 1000.0,
+    });
 }

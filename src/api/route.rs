@@ -7,6 +7,8 @@ use crate::names::RepoName;
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route {
     Base,
+    /// `/ca.crt`: the CA certificate clients should trust.
+    CaCertificate,
     Catalog,
     Tags(RepoName),
     Manifest(RepoName, String),
@@ -23,6 +25,9 @@ pub enum RouteError {
 }
 
 pub fn parse(path: &str) -> Result<Route, RouteError> {
+    if path == "/ca.crt" {
+        return Ok(Route::CaCertificate);
+    }
     let rest = path.strip_prefix("/v2").ok_or(RouteError::NotFound)?;
     if rest.is_empty() || rest == "/" {
         return Ok(Route::Base);
@@ -72,6 +77,7 @@ mod tests {
     #[test]
     fn routes() {
         assert_eq!(parse("/v2/"), Ok(Route::Base));
+        assert_eq!(parse("/ca.crt"), Ok(Route::CaCertificate));
         assert_eq!(parse("/v2/_catalog"), Ok(Route::Catalog));
         assert_eq!(parse("/v2/a/b/tags/list"), Ok(Route::Tags(name("a/b"))));
         assert_eq!(

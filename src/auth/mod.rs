@@ -124,11 +124,6 @@ impl Authenticator {
     pub fn reload_if_changed(&self) {
         self.users.reload_if_changed();
     }
-
-    /// Re-reads the htpasswd file now (SIGHUP).
-    pub fn reload(&self) {
-        self.users.reload();
-    }
 }
 
 /// `Basic base64(user:password)`; the scheme is case-insensitive.

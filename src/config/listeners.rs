@@ -30,7 +30,7 @@ pub struct Listener {
     pub key: String,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default)]
 pub struct Limits {
     /// Request line plus headers; larger requests get 431.

@@ -277,6 +277,20 @@ pub struct Ours {
     pub access: Option<Access>,
     pub auth: AuthTuning,
     pub limits: Limits,
+    /// Send messages to syslog (facility daemon) instead of standard error.
+    pub syslog: bool,
+    /// Write the access log to this file, in Combined Log Format, reopened on
+    /// SIGUSR1 for logrotate; without it access lines go with the messages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accesslog: Option<PathBuf>,
+    /// With the certificate files still missing at start, serve the plain
+    /// listeners and bring TLS up once they appear, instead of refusing to
+    /// start. Meant for the package, whose certificate comes after install.
+    pub awaitcertificate: bool,
+    /// A CA certificate served at `/ca.crt` (behind authentication) so
+    /// clients can fetch what they should trust.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cacertificate: Option<PathBuf>,
 }
 
 impl Default for Ours {
@@ -289,6 +303,10 @@ impl Default for Ours {
             access: None,
             auth: AuthTuning::default(),
             limits: Limits::default(),
+            syslog: false,
+            accesslog: None,
+            awaitcertificate: false,
+            cacertificate: None,
         }
     }
 }

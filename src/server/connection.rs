@@ -3,14 +3,15 @@
 
 use super::idle::{Activity, Tracked};
 use super::listen::Accepted;
-use crate::api::{self, Api};
+use super::runtime::Current;
+use crate::api;
 use crate::config::listeners::Limits;
-use crate::tls::reload::TlsState;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::Watcher;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -29,15 +30,16 @@ impl<T> Secure for tokio_rustls::server::TlsStream<T> {
 
 /// What every connection shares.
 pub struct Shared {
-    pub api: Arc<Api>,
-    pub tls: Option<Arc<TlsState>>,
+    pub current: Arc<Current>,
     pub http: auto::Builder<TokioExecutor>,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Requests served, for the status line.
+    pub requests: Arc<AtomicU64>,
 }
 
 impl Shared {
-    pub fn new(api: Arc<Api>, tls: Option<Arc<TlsState>>, limits: &Limits) -> Shared {
+    pub fn new(current: Arc<Current>, limits: &Limits) -> Shared {
         let mut http = auto::Builder::new(TokioExecutor::new());
         http.http1()
             .timer(TokioTimer::new())
@@ -48,11 +50,11 @@ impl Shared {
             .max_header_list_size(u32::try_from(limits.maxheaderbytes).unwrap_or(u32::MAX))
             .max_concurrent_streams(256);
         Shared {
-            api,
-            tls,
+            current,
             http,
             header_timeout: limits.headertimeout.0,
             idle_timeout: limits.idletimeout.0,
+            requests: Arc::new(AtomicU64::new(0)),
         }
     }
 }
@@ -62,10 +64,14 @@ pub async fn serve(shared: Arc<Shared>, c: Accepted, watcher: Watcher) {
     let peer = c.peer;
     let activity = Activity::new();
     let io = Tracked::new(c.stream, activity.clone());
-    let Some(tls) = shared.tls.as_ref().filter(|_| c.tls) else {
+    if !c.tls {
         return run_http(&shared, io, activity, watcher, peer).await;
+    }
+    let Some(config) = shared.current.get().tls.as_ref().and_then(|t| t.config()) else {
+        log::debug!("tls connection from {peer} closed: no certificate yet");
+        return;
     };
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
     match tokio::time::timeout(shared.header_timeout, acceptor.accept(io)).await {
         Ok(Ok(stream)) => run_http(&shared, stream, activity, watcher, peer).await,
         Ok(Err(e)) => log::debug!("tls handshake with {peer}: {e}"),
@@ -82,13 +88,17 @@ async fn run_http<IO>(
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static + Secure,
 {
-    let api = shared.api.clone();
+    // Each request takes the API current when it starts, so a reload reaches
+    // long-lived (keep-alive, h2) connections too.
+    let current = shared.current.clone();
+    let requests = shared.requests.clone();
     let tls = IO::SECURE;
     let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        requests.fetch_add(1, Ordering::Relaxed);
         if tls {
             req.extensions_mut().insert(api::Tls);
         }
-        api::handle(api.clone(), req, peer)
+        api::handle(current.get().api.clone(), req, peer)
     });
     let conn = shared
         .http

@@ -16,6 +16,12 @@ pub struct BindError {
     source: std::io::Error,
 }
 
+impl BindError {
+    pub fn new(key: String, addr: SocketAddr, source: std::io::Error) -> BindError {
+        BindError { key, addr, source }
+    }
+}
+
 /// A connection that has been accepted and counts against the limit.
 pub struct Accepted {
     pub stream: TcpStream,

@@ -1,22 +1,26 @@
-//! The daemon: checks storage, loads certificates and users, binds every
-//! listener, serves until SIGTERM/SIGINT and then lets in-flight requests
-//! finish within `http.draintimeout`. SIGHUP and file changes reload the
-//! certificate and the htpasswd file without dropping connections.
+//! The daemon: checks storage, loads certificates and users, takes its
+//! listeners from systemd or binds them, tells systemd when it is ready, and
+//! serves until SIGTERM/SIGINT, then lets in-flight requests finish within
+//! `http.draintimeout`. SIGHUP re-reads the configuration, the htpasswd file
+//! and the certificates without dropping connections; SIGUSR1 reopens the
+//! access log.
 
 mod connection;
 mod idle;
 mod listen;
+mod runtime;
+mod watchdog;
 
-use crate::api::{Api, Settings};
-use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::config::listeners::Listener;
 use crate::storage::Registry;
 use crate::storage::driver::filesystem::FilesystemDriver;
-use crate::tls::reload::TlsState;
-use crate::tls::{TlsError, TlsFiles};
+use crate::systemd::{self, activation};
 use connection::Shared;
 use hyper_util::server::graceful::GracefulShutdown;
+use runtime::{Current, Runtime};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Semaphore, mpsc};
 
@@ -30,48 +34,34 @@ pub enum ServeError {
     #[error(transparent)]
     Bind(#[from] listen::BindError),
     #[error(transparent)]
+    Activation(#[from] activation::ActivationError),
+    #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error("tls: {0}")]
-    Tls(#[from] TlsError),
+    Tls(#[from] crate::tls::TlsError),
     #[error("auth: {0}")]
     Users(#[from] crate::auth::users::UsersError),
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
 }
 
-/// What can be reloaded while serving.
-struct Reloadable {
-    tls: Option<Arc<TlsState>>,
-    auth: Option<Arc<Authenticator>>,
+/// How to read the configuration again on SIGHUP.
+pub type Reload = Box<dyn Fn() -> Result<Config, String> + Send + Sync>;
+
+/// One listening socket with what it serves.
+struct Bound {
+    listener: Listener,
+    socket: tokio::net::TcpListener,
 }
 
-impl Reloadable {
-    /// Polls the files; bcrypt and file reads stay off the async workers.
-    async fn reload_if_changed(&self) {
-        let (tls, auth) = (self.tls.clone(), self.auth.clone());
-        let _ = tokio::task::spawn_blocking(move || {
-            tls.iter().for_each(|t| t.reload_if_changed());
-            auth.iter().for_each(|a| a.reload_if_changed());
-        })
-        .await;
-    }
-
-    async fn reload(&self) {
-        let (tls, auth) = (self.tls.clone(), self.auth.clone());
-        let _ = tokio::task::spawn_blocking(move || {
-            tls.iter().for_each(|t| {
-                t.reload("SIGHUP");
-            });
-            auth.iter().for_each(|a| a.reload());
-        })
-        .await;
-    }
-}
-
-pub async fn run(config: Config) -> Result<(), ServeError> {
-    let listeners = config.listeners()?;
+pub async fn run(
+    config: Config,
+    passed: Vec<activation::Passed>,
+    reload: Reload,
+) -> Result<(), ServeError> {
+    let configured = config.listeners()?;
     let root = config.root_directory();
-    let registry = Registry::new(Arc::new(FilesystemDriver::new(&root)));
+    let registry = Arc::new(Registry::new(Arc::new(FilesystemDriver::new(&root))));
     registry
         .check()
         .await
@@ -79,78 +69,187 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             root: root.display().to_string(),
             source,
         })?;
-    let tls = match &config.http.tls {
-        Some(t) if listeners.iter().any(|l| l.tls) => {
-            let min = t.validate(&mut vec![])?;
-            Some(Arc::new(TlsState::load(TlsFiles::from_config(t, min))?))
-        }
-        _ => None,
+    let runtime = {
+        let (c, r) = (&config, registry.clone());
+        tokio::task::block_in_place(|| Runtime::build(c, r, None))?
     };
-    let auth = Authenticator::from_config(&config)?;
-    let api = Arc::new(Api {
-        registry,
-        settings: Settings::from_config(&config),
-        auth: auth.clone(),
-    });
-    let limits = &config.privateregistry.limits;
-    let slots = Arc::new(Semaphore::new(limits.maxconnections));
+    let bound = bind_all(&configured, passed).await?;
+    let current = Arc::new(Current::new(runtime));
+    let max_connections = config.privateregistry.limits.maxconnections;
+    let slots = Arc::new(Semaphore::new(max_connections));
     let (tx, rx) = mpsc::channel(64);
-    for l in &listeners {
-        let socket = listen::bind(l).await?;
-        let addr = socket.local_addr().unwrap_or(l.addr);
-        let kind = if l.tls { "tls" } else { "plain" };
-        log::info!("serving on {addr} ({kind}) for listener {:?}", l.name);
-        tokio::spawn(listen::accept_loop(
-            socket,
-            l.tls,
-            slots.clone(),
-            tx.clone(),
-        ));
+    for b in &bound {
+        let addr = b.socket.local_addr().unwrap_or(b.listener.addr);
+        let kind = if b.listener.tls { "tls" } else { "plain" };
+        log::info!(
+            "serving on {addr} ({kind}) for listener {:?}",
+            b.listener.name
+        );
+    }
+    let probe = watchdog::probe_target(&bound);
+    for b in bound {
+        let task = listen::accept_loop(b.socket, b.listener.tls, slots.clone(), tx.clone());
+        tokio::spawn(task);
     }
     drop(tx);
-    log::info!(
-        "ready: {} listener(s), storage at {}, authentication {}",
-        listeners.len(),
-        root.display(),
-        if auth.is_some() { "on" } else { "off" }
-    );
-    let shared = Arc::new(Shared::new(api, tls.clone(), limits));
-    serve(rx, shared, Reloadable { tls, auth }, config.drain_timeout()).await
+    let shared = Arc::new(Shared::new(current, &config.privateregistry.limits));
+    let state = State {
+        shared: shared.clone(),
+        registry,
+        config,
+        reload,
+        slots,
+        max_connections,
+    };
+    log::info!("ready: {}", state.status());
+    systemd::ready(&state.status());
+    watchdog::spawn(probe);
+    serve(rx, state).await
+}
+
+/// Takes the sockets systemd passed, or binds the configured addresses.
+async fn bind_all(
+    configured: &[Listener],
+    passed: Vec<activation::Passed>,
+) -> Result<Vec<Bound>, ServeError> {
+    if passed.is_empty() {
+        let mut bound = vec![];
+        for l in configured {
+            let socket = listen::bind(l).await?;
+            bound.push(Bound {
+                listener: l.clone(),
+                socket,
+            });
+        }
+        return Ok(bound);
+    }
+    let assigned = activation::assign(passed, configured)?;
+    for l in configured {
+        if !assigned.iter().any(|(a, _)| a.name == l.name) {
+            log::warn!(
+                "listener {:?} ({}) was not passed by systemd; not listening there",
+                l.name,
+                l.addr
+            );
+        }
+    }
+    assigned
+        .into_iter()
+        .map(|(listener, socket)| {
+            let key = listener.key.clone();
+            let addr = listener.addr;
+            let socket = tokio::net::TcpListener::from_std(socket)
+                .map_err(|source| listen::BindError::new(key, addr, source))?;
+            Ok(Bound { listener, socket })
+        })
+        .collect()
+}
+
+/// What the serving loop needs besides the connections.
+struct State {
+    shared: Arc<Shared>,
+    registry: Arc<Registry>,
+    config: Config,
+    reload: Reload,
+    slots: Arc<Semaphore>,
+    max_connections: usize,
+}
+
+impl State {
+    /// The one-line summary for systemd's `STATUS=`.
+    fn status(&self) -> String {
+        let rt = self.shared.current.get();
+        let tls = match &rt.tls {
+            Some(t) if !t.ready() => ", TLS waiting for a certificate",
+            _ => "",
+        };
+        let open = self.max_connections - self.slots.available_permits();
+        let served = self.shared.requests.load(Ordering::Relaxed);
+        format!("serving: {open} connection(s) open, {served} request(s) served{tls}")
+    }
+
+    /// Re-reads the configuration and swaps in what it describes. Listeners
+    /// and the storage root stay as they are until a restart.
+    async fn reload(&mut self) {
+        systemd::reloading();
+        let result = tokio::task::block_in_place(|| {
+            let config = (self.reload)().map_err(|e| format!("config: {e}"))?;
+            let old = self.shared.current.get();
+            let rt = Runtime::build(&config, self.registry.clone(), Some(&old))
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((config, rt))
+        });
+        match result {
+            Ok((config, rt)) => {
+                self.warn_restart_needed(&config);
+                crate::apply_logging(&config);
+                self.shared.current.replace(rt);
+                self.config = config;
+                log::info!("reloaded configuration, users and certificates");
+            }
+            Err(e) => log::error!("reload failed, keeping the running configuration: {e}"),
+        }
+        systemd::ready(&self.status());
+    }
+
+    fn warn_restart_needed(&self, new: &Config) {
+        if new.root_directory() != self.config.root_directory() {
+            log::warn!("storage root changed; takes effect on restart");
+        }
+        if new.listeners().ok() != self.config.listeners().ok() {
+            log::warn!("listeners changed; take effect on restart");
+        }
+        if new.privateregistry.limits != self.config.privateregistry.limits {
+            log::warn!("privateregistry.limits changed; take effect on restart");
+        }
+    }
 }
 
 async fn serve(
     mut incoming: mpsc::Receiver<listen::Accepted>,
-    shared: Arc<Shared>,
-    reloadable: Reloadable,
-    drain: std::time::Duration,
+    mut state: State,
 ) -> Result<(), ServeError> {
     let sig = |k| signal(k).map_err(ServeError::Signal);
-    let (mut term, mut int, mut hup) = (
+    let (mut term, mut int, mut hup, mut usr1) = (
         sig(SignalKind::terminate())?,
         sig(SignalKind::interrupt())?,
         sig(SignalKind::hangup())?,
+        sig(SignalKind::user_defined1())?,
     );
     let mut poll = tokio::time::interval(crate::watch::INTERVAL);
+    let mut last_status = String::new();
     let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
             c = incoming.recv() => match c {
                 Some(c) => {
-                    tokio::spawn(connection::serve(shared.clone(), c, graceful.watcher()));
+                    let shared = state.shared.clone();
+                    tokio::spawn(connection::serve(shared, c, graceful.watcher()));
                 }
                 None => break,
             },
-            _ = poll.tick() => reloadable.reload_if_changed().await,
-            _ = hup.recv() => {
-                log::info!("SIGHUP: reloading certificate and users");
-                reloadable.reload().await;
+            _ = poll.tick() => {
+                let rt = state.shared.current.get();
+                tokio::task::block_in_place(|| rt.reload_files());
+                let status = state.status();
+                if status != last_status {
+                    systemd::status(&status);
+                    last_status = status;
+                }
             }
+            _ = hup.recv() => {
+                log::info!("SIGHUP: reloading");
+                state.reload().await;
+            }
+            _ = usr1.recv() => crate::logging::reopen(),
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
+    systemd::stopping();
     // Closing the channel stops every accept loop and releases the sockets.
     drop(incoming);
+    let drain = state.config.drain_timeout();
     log::info!("shutting down: draining in-flight requests (up to {drain:?})");
     if tokio::time::timeout(drain, graceful.shutdown())
         .await

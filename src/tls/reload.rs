@@ -10,17 +10,29 @@ use std::sync::{Arc, Mutex, RwLock};
 
 pub struct TlsState {
     files: TlsFiles,
-    current: RwLock<Arc<ServerConfig>>,
+    /// `None` while waiting for a certificate that does not exist yet.
+    current: RwLock<Option<Arc<ServerConfig>>>,
     watched: Mutex<(Watched, Option<String>)>,
 }
 
 impl TlsState {
-    /// Loads the certificate for the first time; any error stops the start.
-    pub fn load(files: TlsFiles) -> Result<TlsState, TlsError> {
+    /// Loads the certificate for the first time; any error stops the start,
+    /// except, with `wait`, certificate files that do not exist yet.
+    pub fn load(files: TlsFiles, wait: bool) -> Result<TlsState, TlsError> {
         let watched = Watched::new(files.paths());
-        let (config, warnings) = load(&files)?;
-        warnings.iter().for_each(|w| log::warn!("tls: {w}"));
-        log::info!("tls: certificate {} loaded", files.certificate.display());
+        let missing = !files.certificate.exists() || !files.key.exists();
+        let config = if wait && missing {
+            log::warn!(
+                "tls: no certificate at {} yet; TLS listeners refuse connections until it exists. Create one with: private-registry-certgen HOST",
+                files.certificate.display()
+            );
+            None
+        } else {
+            let (config, warnings) = load(&files)?;
+            warnings.iter().for_each(|w| log::warn!("tls: {w}"));
+            log::info!("tls: certificate {} loaded", files.certificate.display());
+            Some(config)
+        };
         Ok(TlsState {
             files,
             current: RwLock::new(config),
@@ -28,8 +40,17 @@ impl TlsState {
         })
     }
 
-    pub fn config(&self) -> Arc<ServerConfig> {
+    pub fn config(&self) -> Option<Arc<ServerConfig>> {
         self.current.read().expect("tls lock").clone()
+    }
+
+    /// Whether a certificate is in service.
+    pub fn ready(&self) -> bool {
+        self.current.read().expect("tls lock").is_some()
+    }
+
+    pub fn same_files(&self, other: &TlsFiles) -> bool {
+        self.files.paths() == other.paths() && self.files.min == other.min
     }
 
     /// Reloads if a file changed since the last successful load. A failure
@@ -48,7 +69,7 @@ impl TlsState {
         match load(&self.files) {
             Ok((config, warnings)) => {
                 warnings.iter().for_each(|m| log::warn!("tls: {m}"));
-                *self.current.write().expect("tls lock") = config;
+                *self.current.write().expect("tls lock") = Some(config);
                 w.0.mark_seen();
                 w.1 = None;
                 log::info!("tls: certificate reloaded ({why})");

@@ -1,0 +1,94 @@
+//! What a configuration turns into while serving — the API with its
+//! settings and users, and the TLS state — and its replacement on SIGHUP.
+//! Connections take the current one when they are accepted; requests already
+//! running finish with the one they started with.
+
+use super::ServeError;
+use crate::api::{Api, Settings};
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::storage::Registry;
+use crate::tls::TlsFiles;
+use crate::tls::reload::TlsState;
+use std::sync::{Arc, RwLock};
+
+pub struct Runtime {
+    pub api: Arc<Api>,
+    pub tls: Option<Arc<TlsState>>,
+}
+
+impl Runtime {
+    /// Builds from `config`. With a `previous` runtime (SIGHUP) whose
+    /// certificate files are the same, its TLS state is reloaded in place, so
+    /// a bad certificate keeps the one in service. Blocking: reads files and
+    /// may run bcrypt.
+    pub fn build(
+        config: &Config,
+        registry: Arc<Registry>,
+        previous: Option<&Runtime>,
+    ) -> Result<Runtime, ServeError> {
+        let tls = match &config.http.tls {
+            Some(t) => {
+                let files = TlsFiles::from_config(t, t.validate(&mut vec![])?);
+                match previous.and_then(|p| p.tls.as_ref()) {
+                    Some(old) if old.same_files(&files) => {
+                        old.reload("SIGHUP");
+                        Some(old.clone())
+                    }
+                    _ => Some(Arc::new(TlsState::load(
+                        files,
+                        config.privateregistry.awaitcertificate,
+                    )?)),
+                }
+            }
+            None => None,
+        };
+        let auth = Authenticator::from_config(config)?;
+        let ca_certificate = match &config.privateregistry.cacertificate {
+            Some(p) => std::fs::read(p).ok().or_else(|| {
+                log::warn!(
+                    "{}: CA certificate not readable; /ca.crt answers 404",
+                    p.display()
+                );
+                None
+            }),
+            None => None,
+        };
+        let api = Api {
+            registry,
+            settings: Settings::from_config(config, ca_certificate),
+            auth,
+        };
+        Ok(Runtime {
+            api: Arc::new(api),
+            tls,
+        })
+    }
+
+    /// Re-reads the htpasswd file and certificates if they changed.
+    pub fn reload_files(&self) {
+        if let Some(t) = &self.tls {
+            t.reload_if_changed();
+        }
+        if let Some(a) = &self.api.auth {
+            a.reload_if_changed();
+        }
+    }
+}
+
+/// The runtime in service.
+pub struct Current(RwLock<Arc<Runtime>>);
+
+impl Current {
+    pub fn new(r: Runtime) -> Current {
+        Current(RwLock::new(Arc::new(r)))
+    }
+
+    pub fn get(&self) -> Arc<Runtime> {
+        self.0.read().expect("runtime lock").clone()
+    }
+
+    pub fn replace(&self, r: Runtime) {
+        *self.0.write().expect("runtime lock") = Arc::new(r);
+    }
+}
