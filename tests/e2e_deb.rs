@@ -300,14 +300,20 @@ impl Container {
 
     /// A host command that runs in the container's network namespace, where
     /// HOST resolves to the container's ::1 (an IPv6 name, because Docker
-    /// treats 127.0.0.0/8 as insecure and would not verify anything).
-    fn host_cmd(&self, hosts: &Path, program: &str) -> Command {
+    /// treats 127.0.0.0/8 as insecure and would not verify anything), after
+    /// `setup` ran as root in a private mount namespace.
+    fn host_cmd(&self, hosts: &Path, setup: &str, program: &str) -> Command {
         let mut c = Command::new("nsenter");
         c.args(["-t", &self.init.to_string(), "-n", "--"])
             .args(["unshare", "-m", "--propagation", "private", "--"])
-            .args(["sh", "-c", r#"mount --bind "$0" /etc/hosts && exec "$@""#])
+            .args([
+                "sh",
+                "-c",
+                r#"mount --bind "$0" /etc/hosts && eval "$E2E_SETUP" && exec "$@""#,
+            ])
             .arg(hosts)
             .arg(program)
+            .env("E2E_SETUP", if setup.is_empty() { ":" } else { setup })
             .stdin(Stdio::null());
         c
     }
@@ -784,7 +790,7 @@ fn install_serve_push_pull_reload_stop_remove_purge_reinstall() {
             .env_remove("DOCKER_CONFIG");
     };
     let skopeo = |args: &[&str]| -> Output {
-        let mut cmd = c.host_cmd(&hosts, "skopeo");
+        let mut cmd = c.host_cmd(&hosts, "", "skopeo");
         isolated(&mut cmd);
         cmd.arg("--insecure-policy")
             .arg("--tmpdir")
@@ -818,7 +824,7 @@ fn install_serve_push_pull_reload_stop_remove_purge_reinstall() {
         "a client that does not trust the CA must not connect: {}",
         describe("skopeo copy", &o)
     );
-    let mut login = c.host_cmd(&hosts, "skopeo");
+    let mut login = c.host_cmd(&hosts, "", "skopeo");
     isolated(&mut login);
     login
         .args(["login", "--authfile"])
@@ -1035,4 +1041,192 @@ fn install_serve_push_pull_reload_stop_remove_purge_reinstall() {
     );
     let tags = c.ok(&local_curl(&format!("{LOCAL}/v2/team/app/tags/list")));
     assert!(tags.contains("\"1.0\""), "tags after reinstall: {tags}");
+}
+
+/// A Docker engine on the host inside a container's network namespace,
+/// trusting what certgen installed in the container's /etc/docker/certs.d
+/// and nothing else; stopped (with the containerd it started) when dropped.
+struct Dockerd {
+    proc: Option<Child>,
+    dir: PathBuf,
+}
+
+impl Dockerd {
+    fn start(c: &Container, dir: &Path, hosts: &Path) -> Dockerd {
+        std::fs::write(dir.join("daemon.json"), "{}").unwrap();
+        let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
+        // Docker has no option for its certs.d; a private /etc/docker gets a
+        // copy of the container's (a bind mount cannot reach into another
+        // mount namespace).
+        let setup = format!(
+            "mount -t tmpfs -o mode=0755 tmpfs /etc/docker && cp -a {} /etc/docker/",
+            c.path("/etc/docker/certs.d").display()
+        );
+        let p = |n: &str| dir.join(n);
+        let proc = c
+            .host_cmd(hosts, &setup, "dockerd")
+            .args([
+                "--storage-driver=vfs",
+                "--iptables=false",
+                "--ip6tables=false",
+                "--bridge=none",
+            ])
+            .arg("--data-root")
+            .arg(p("d"))
+            .arg("--exec-root")
+            .arg(p("e"))
+            .arg("--config-file")
+            .arg(p("daemon.json"))
+            .arg("--pidfile")
+            .arg(p("pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", p("s").display()))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start dockerd (apt install docker.io)");
+        let mut d = Dockerd {
+            proc: Some(proc),
+            dir: dir.to_path_buf(),
+        };
+        let up = wait_for(90, || {
+            matches!(d.proc.as_mut().unwrap().try_wait(), Ok(Some(_)))
+                || d.try_docker(&["info", "--format", "{{.ServerVersion}}"], None)
+                    .status
+                    .success()
+        });
+        assert!(
+            up && matches!(d.proc.as_mut().unwrap().try_wait(), Ok(None)),
+            "dockerd did not come up; its log:\n{}",
+            std::fs::read_to_string(p("dockerd.log")).unwrap_or_default()
+        );
+        d
+    }
+
+    fn try_docker(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = Command::new("docker");
+        cmd.env("DOCKER_CONFIG", self.dir.join("cfg"))
+            .arg("-H")
+            .arg(format!("unix://{}", self.dir.join("s").display()))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("cannot run docker");
+        let mut input = child.stdin.take().unwrap();
+        if let Some(s) = stdin {
+            input.write_all(s.as_bytes()).unwrap();
+        }
+        drop(input);
+        child.wait_with_output().unwrap()
+    }
+
+    fn docker(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let o = self.try_docker(args, stdin);
+        assert!(
+            o.status.success(),
+            "{}",
+            describe(&format!("docker {args:?}"), &o)
+        );
+        text(&o.stdout)
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &p.id().to_string()])
+                .status();
+            if !wait_for(30, || matches!(p.try_wait(), Ok(Some(_)))) {
+                let _ = p.kill();
+            }
+            let _ = p.wait();
+        }
+        // The containerd it started, unless it used the host's.
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("e/containerd/containerd.pid")) {
+            let _ = Command::new("kill").args(["-TERM", pid.trim()]).status();
+        }
+    }
+}
+
+#[test]
+fn docker_logs_in_pushes_and_pulls_trusting_only_the_generated_ca() {
+    let (c, _) = installed();
+    c.ok(&format!("private-registry-certgen {HOST}"));
+    c.ok(&format!(
+        "echo {PASSWORD} | private-registry htpasswd add --password-stdin {USER}"
+    ));
+    // The sockets are up; the service starts with the first connection.
+    c.ok(&format!(
+        "curl -sS -o /dev/null --retry 5 --retry-connrefused {LOCAL}/v2/"
+    ));
+
+    let work = TempDir::new("deb-docker");
+    let hosts = work.0.join("hosts");
+    std::fs::write(
+        &hosts,
+        format!("127.0.0.1 localhost\n::1 localhost {HOST}\n"),
+    )
+    .unwrap();
+    let files = work.0.join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("hello.txt"), b"hello from docker\n").unwrap();
+    let tar = work.0.join("image.tar");
+    run_ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&files)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("."),
+    );
+
+    let d = Dockerd::start(&c, &work.0, &hosts);
+    let image = format!("{HOST}/team/app:1.0");
+    let id = d.docker(&["import", tar.to_str().unwrap(), &image], None);
+    let o = d.try_docker(&["push", &image], None);
+    assert!(
+        !o.status.success(),
+        "push without login must fail: {}",
+        describe("docker push", &o)
+    );
+
+    let out = d.docker(
+        &["login", "-u", USER, "--password-stdin", HOST],
+        Some(PASSWORD),
+    );
+    assert!(out.contains("Login Succeeded"), "{out}");
+    let out = d.docker(&["push", &image], None);
+    let digest = out
+        .split_whitespace()
+        .find(|w| w.starts_with("sha256:"))
+        .unwrap_or_else(|| panic!("no digest in push output:\n{out}"))
+        .to_string();
+    d.docker(&["rmi", &image], None);
+    d.docker(&["pull", &image], None);
+    assert_eq!(
+        d.docker(&["image", "inspect", "--format", "{{.Id}}", &image], None)
+            .trim(),
+        id.trim(),
+        "pulled back the image pushed"
+    );
+    let tags = c.ok(&format!(
+        "curl -sS -u {USER}:{PASSWORD} --cacert /etc/private-registry/tls/ca.crt --resolve {HOST}:443:127.0.0.1 https://{HOST}/v2/team/app/manifests/1.0 -o /dev/null -w '%{{http_code}} ' -D - | tr -d '\\r'"
+    ));
+    assert!(
+        tags.to_ascii_lowercase()
+            .contains(&format!("docker-content-digest: {digest}")),
+        "the registry serves what docker pushed ({digest}):\n{tags}"
+    );
+
+    // The plain local listener: Docker treats localhost as insecure, so
+    // plain HTTP is what it speaks there.
+    let local = "localhost:5000/team/local:1.0";
+    d.docker(&["tag", &image, local], None);
+    d.docker(
+        &["login", "-u", USER, "--password-stdin", "localhost:5000"],
+        Some(PASSWORD),
+    );
+    d.docker(&["push", local], None);
 }
