@@ -723,9 +723,15 @@ fn install_serve_push_pull_reload_stop_remove_purge_reinstall() {
         o == "200" || o == "401",
         "GET /v2/ on the local listener: {o}"
     );
-    assert_eq!(
-        c.ok("systemctl is-active private-registry.service").trim(),
-        "active"
+    // Type=notify: "active" only once the daemon sent READY=1, which may
+    // come just after it answered that first request.
+    assert!(
+        wait_for(10, || c
+            .ok("systemctl show -p ActiveState --value private-registry.service")
+            .trim()
+            == "active"),
+        "no READY=1: {}",
+        c.ok("systemctl show -p ActiveState -p SubState -p Result private-registry.service")
     );
     let status = c.ok("systemctl show -p StatusText --value private-registry.service");
     assert!(!status.trim().is_empty(), "no STATUS= from the daemon");
