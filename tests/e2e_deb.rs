@@ -394,6 +394,28 @@ fn lintian_reports_no_errors_or_warnings() {
 }
 
 #[test]
+fn shell_scripts_pass_shellcheck() {
+    let root = repo_root();
+    let mut cmd = Command::new("shellcheck");
+    cmd.current_dir(root).args([
+        "packaging/private-registry-certgen",
+        "packaging/private-registry-trust",
+        "packaging/build-deb",
+        "debian/postinst",
+        "debian/prerm",
+        "debian/postrm",
+        "tests/deb/make-rootfs",
+    ]);
+    run_ok(&mut cmd);
+    // Completion files have no #! line to say which shell reads them.
+    run_ok(Command::new("shellcheck").current_dir(root).args([
+        "--shell=bash",
+        "packaging/completions/private-registry-certgen",
+        "packaging/completions/private-registry-trust",
+    ]));
+}
+
+#[test]
 fn units_verify_silently_and_are_sandboxed() {
     let (c, _) = installed();
     // verify exits 0 even on unknown keys: any output at all is a finding.
