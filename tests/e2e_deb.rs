@@ -942,7 +942,7 @@ fn install_serve_push_pull_reload_stop_remove_purge_reinstall() {
     assert_eq!(main_pid(&c), pid, "rotation must not restart the daemon");
 
     // --- Stop during an upload: what was acknowledged survives.
-    c.ok("head -c 300000 /dev/urandom >/var/tmp/a && head -c 1500000 /dev/urandom >/var/tmp/b && cat /var/tmp/a /var/tmp/b >/var/tmp/ab");
+    c.ok("head -c 300000 /dev/urandom >/var/tmp/a && head -c 3300000 /dev/urandom >/var/tmp/b && cat /var/tmp/a /var/tmp/b >/var/tmp/ab");
     let start = c.ok(&local_curl(&format!(
         "-D - -o /dev/null -X POST {LOCAL}/v2/e2e/upload/blobs/uploads/"
     )));
@@ -960,11 +960,13 @@ fn install_serve_push_pull_reload_stop_remove_purge_reinstall() {
     )));
     assert!(first.trim_end().ends_with("202"), "first chunk: {first}");
     let upload = location(&first);
-    // The second chunk trickles in at 150 kB/s (10 s) while the service stops.
+    // The second chunk trickles in at 150 KiB/s (21 s) while the service
+    // stops, so the drain lasts longer than the watchdog's 15 s probe period:
+    // nothing the daemon does while draining may start it again.
     c.ok(&format!(
         "setsid sh -c \"{} >/var/tmp/patch.out 2>&1; echo done >/var/tmp/patch.done\" </dev/null >/dev/null 2>&1 &",
         local_curl(&format!(
-            "--limit-rate 150k -o /dev/null -X PATCH -H 'Content-Type: application/octet-stream' -H 'Content-Range: 300000-1799999' --data-binary @/var/tmp/b '{upload}'"
+            "--limit-rate 150k -o /dev/null -X PATCH -H 'Content-Type: application/octet-stream' -H 'Content-Range: 300000-3599999' --data-binary @/var/tmp/b '{upload}'"
         ))
         .replace('"', "\\\"")
     ));
@@ -973,23 +975,20 @@ fn install_serve_push_pull_reload_stop_remove_purge_reinstall() {
     c.ok("systemctl stop private-registry.service");
     eprintln!("e2e_deb: stop took {:?}", stopping.elapsed());
     assert!(
-        wait_for(30, || c.sh("test -e /var/tmp/patch.done").status.success()),
+        wait_for(45, || c.sh("test -e /var/tmp/patch.done").status.success()),
         "the slow upload never finished"
     );
     let patch = c.ok("cat /var/tmp/patch.out");
-    let acknowledged: u64 = if patch.trim_end().ends_with("202") {
-        1_800_000
-    } else {
-        300_000
-    };
-    assert_eq!(
-        acknowledged, 1_800_000,
-        "the drain should let a chunk in flight finish (curl said: {patch})"
+    assert!(
+        patch.trim_end().ends_with("202"),
+        "the drain should let the chunk in flight finish; curl said: {patch}"
     );
+    let acknowledged: u64 = 3_600_000;
     assert_eq!(
         c.ok("systemctl is-active private-registry.service || true")
             .trim(),
-        "inactive"
+        "inactive",
+        "stopped means stopped: a connection the daemon left queued on its own sockets starts it again"
     );
     // The next request starts the service again; the upload is all there.
     let status = c.ok(&local_curl(&format!(
