@@ -37,11 +37,20 @@ impl Watched {
         stamps(&self.paths) != self.seen
     }
 
-    /// Records the current state as seen (after a successful reload).
-    pub fn mark_seen(&mut self) {
-        self.seen = stamps(&self.paths);
+    /// The files' state now. Taken before reading them, and recorded with
+    /// [`Watched::mark_seen`] after, so a change landing in between is not
+    /// marked as seen without having been read.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot(stamps(&self.paths))
+    }
+
+    /// Records a snapshot as seen (after a successful reload).
+    pub fn mark_seen(&mut self, s: Snapshot) {
+        self.seen = s.0;
     }
 }
+
+pub struct Snapshot(Vec<Option<Stamp>>);
 
 fn stamps(paths: &[PathBuf]) -> Vec<Option<Stamp>> {
     paths

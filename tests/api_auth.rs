@@ -65,6 +65,7 @@ fn every_route(repo: &str, digest: &str) -> Vec<(&'static str, String)> {
         "/v2/_ext/usage".into(),
         "/ui/".into(),
         "/metrics".into(),
+        "/ca.crt".into(),
         "/debug/health".into(),
         "/../../etc/passwd".into(),
     ];
@@ -225,9 +226,19 @@ fn access_rules_decide_per_user_and_repository() {
         "the '*' pull rule covers every repository"
     );
 
-    // Anonymous: pulls public/*, is asked to log in for anything else.
+    // Anonymous: pulls public/*, is asked to log in for anything else. An
+    // empty Basic login (what skopeo and podman send without credentials)
+    // is anonymous too, and never counts as a failed login.
     s.credentials = None;
     assert_eq!(get_manifest(&s, "public/base", &public).status, 200);
+    for _ in 0..20 {
+        let r = s
+            .req("GET", &format!("/v2/public/base/manifests/{public}"))
+            .header("Authorization", "Basic Og==")
+            .header("Accept", ACCEPT_ALL_MANIFESTS)
+            .send();
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
     assert_challenged(&get_manifest(&s, "team/app", &team), "anonymous team pull");
     assert_challenged(&s.req("GET", "/v2/").send(), "anonymous base");
     assert_challenged(
@@ -273,4 +284,27 @@ fn mounting_needs_pull_on_the_source() {
     assert_eq!(mount("team/shared", &shared).status, 201);
     let r = s.req("HEAD", &format!("/v2/team/app/blobs/{blob}")).send();
     assert_eq!(r.status, 404, "the secret blob was not linked");
+}
+
+#[test]
+fn a_listener_with_auth_off_serves_the_host_without_a_login() {
+    let dir = TempDir::new("auth");
+    let htpasswd = dir.0.join("htpasswd");
+    write_htpasswd(&htpasswd, &[("alice", "pw")]);
+    let extra = format!(
+        "auth:\n  htpasswd:\n    realm: {REALM}\n    path: {}\nprivateregistry:\n  listeners:\n    - {{name: local, addr: '127.0.0.1:0', auth: false}}\n    - {{name: other, addr: '127.0.0.1:0'}}\n",
+        htpasswd.display()
+    );
+    let s = Server::start_with(&extra);
+    let (local, other) = (s.listeners[0].0, s.listeners[1].0);
+    assert_eq!(req_to(local, "GET", "/v2/").send().status, 200);
+    push_image(&s, "host/app", "1", "local");
+    assert_challenged(
+        &req_to(other, "GET", "/v2/").send(),
+        "authenticated listener",
+    );
+    let r = req_to(other, "GET", "/v2/host/app/tags/list")
+        .header("Authorization", &basic_auth("alice", "pw"))
+        .send();
+    assert_eq!(r.json()["tags"], serde_json::json!(["1"]));
 }

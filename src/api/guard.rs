@@ -19,6 +19,9 @@ pub async fn identify(api: &Api, req: &Parts, ip: IpAddr) -> Result<Caller, ApiE
     let Some(auth) = &api.auth else {
         return Ok(Caller::Open);
     };
+    if req.extensions.get::<super::Unauthenticated>().is_some() {
+        return Ok(Caller::Open);
+    }
     let header = super::header(req, "authorization");
     match auth.authenticate(header, ip).await {
         Ok(Caller::Anonymous) if !auth.policy.anonymous_access() => Err(challenge(api)),

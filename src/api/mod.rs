@@ -80,6 +80,10 @@ impl Settings {
 #[derive(Clone, Copy)]
 pub struct Tls;
 
+/// Marks a request from a listener configured with `auth: false`.
+#[derive(Clone, Copy)]
+pub struct Unauthenticated;
+
 pub struct Api {
     pub registry: Arc<Registry>,
     pub settings: Settings,

@@ -89,6 +89,11 @@ impl Authenticator {
         let Some((user, password)) = basic_credentials(value) else {
             return Err(self.failed(ip, "(unreadable Authorization header)"));
         };
+        // containers/image (skopeo, podman) answers a challenge with an empty
+        // login when it has no credentials: that is an anonymous request.
+        if user.is_empty() && password.is_empty() {
+            return Ok(Caller::Anonymous);
+        }
         let table = self.users.table();
         if self.cache.contains(&user, &password, table.generation) {
             return Ok(Caller::User(user));

@@ -142,16 +142,17 @@ impl Users {
     /// Re-reads the file; an unreadable file keeps the users in service.
     pub fn reload(&self) {
         let mut watched = self.watched.lock().expect("users lock");
+        let snapshot = watched.snapshot();
         match read(&self.path) {
             Ok(text) => {
                 let generation = self.generations.fetch_add(1, Ordering::SeqCst) + 1;
                 let table = build(&self.path, &text, generation, Some(&self.table()));
                 *self.table.write().expect("users lock") = Arc::new(table);
-                watched.mark_seen();
+                watched.mark_seen(snapshot);
             }
             Err(e) => {
                 // Not retried until the file changes again or SIGHUP, to keep the log quiet.
-                watched.mark_seen();
+                watched.mark_seen(snapshot);
                 log::error!("auth: keeping the current users: {e}");
             }
         }

@@ -18,6 +18,14 @@ pub struct ListenerConfig {
     pub name: String,
     pub addr: String,
     pub tls: bool,
+    /// `false` serves this listener without authentication, as if no `auth`
+    /// were configured: for a loopback listener the host itself uses.
+    #[serde(default = "yes")]
+    pub auth: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A listener resolved from the configuration.
@@ -26,6 +34,8 @@ pub struct Listener {
     pub name: String,
     pub addr: SocketAddr,
     pub tls: bool,
+    /// Whether requests on it must authenticate (when `auth` is configured).
+    pub auth: bool,
     /// The key that configured it, for messages.
     pub key: String,
 }
@@ -120,6 +130,7 @@ impl Config {
                 name: "default".into(),
                 addr: parse_addr("http.addr", &self.http.addr)?,
                 tls: self.http.tls.is_some(),
+                auth: true,
                 key: "http.addr".into(),
             }]
         } else {
@@ -135,6 +146,7 @@ impl Config {
                         },
                         addr: parse_addr(&format!("{key}.addr"), &l.addr)?,
                         tls: l.tls,
+                        auth: l.auth,
                         key,
                     })
                 })
@@ -154,7 +166,7 @@ impl Config {
 
     fn check_exposure(&self, l: &Listener) -> Result<(), ConfigError> {
         let loopback = l.addr.ip().is_loopback();
-        let auth = self.auth.is_some();
+        let auth = self.auth.is_some() && l.auth;
         if loopback || (l.tls && auth) || self.privateregistry.insecurenetwork {
             return Ok(());
         }

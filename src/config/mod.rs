@@ -449,10 +449,17 @@ impl Config {
         }
         self.privateregistry.auth.validate()?;
         self.privateregistry.limits.validate()?;
-        for l in self.listeners()? {
+        let listeners = self.listeners()?;
+        if self.http.tls.is_some() && !listeners.iter().any(|l| l.tls) {
+            warnings.push(
+                "http.tls: set, but every privateregistry.listeners entry is plain (tls: false)"
+                    .into(),
+            );
+        }
+        for l in listeners {
             if self.privateregistry.insecurenetwork
                 && !l.addr.ip().is_loopback()
-                && !(l.tls && self.auth.is_some())
+                && !(l.tls && l.auth && self.auth.is_some())
             {
                 warnings.push(format!(
                     "{}: INSECURE: {} is reachable from the network without TLS or authentication (privateregistry.insecurenetwork)",

@@ -97,6 +97,12 @@ fn network_listeners_need_tls_and_auth() {
     let mixed = "version: 0.1\nprivateregistry:\n  listeners:\n    - {name: local, addr: '127.0.0.1:5000'}\n    - {name: net, addr: ':5001'}\n";
     let e = parse(mixed).err().unwrap().to_string();
     assert!(e.starts_with("privateregistry.listeners[1]:"), "{e}");
+    let open_network = "version: 0.1\nauth:\n  htpasswd: {realm: r, path: /h}\nhttp:\n  tls: {certificate: /c, key: /k}\nprivateregistry:\n  listeners:\n    - {addr: ':443', tls: true, auth: false}\n";
+    let e = parse(open_network).err().unwrap().to_string();
+    assert!(
+        e.starts_with("privateregistry.listeners[0]:") && e.contains("without authentication"),
+        "{e}"
+    );
     let tls_without_cert =
         "version: 0.1\nprivateregistry:\n  listeners:\n    - {addr: '127.0.0.1:5000', tls: true}\n";
     let e = parse(tls_without_cert).err().unwrap().to_string();
@@ -151,4 +157,15 @@ fn security_mistakes_name_the_key() {
 fn dev_config_is_valid() {
     let l = parse(DEV_CONFIG).unwrap();
     assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+}
+
+#[test]
+fn packaged_config_is_valid_and_secure() {
+    let l = parse(include_str!("../../etc/config.yml")).unwrap();
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    let ls = l.config.listeners().unwrap();
+    assert!(
+        ls.iter()
+            .all(|l| l.addr.ip().is_loopback() || (l.tls && l.auth))
+    );
 }

@@ -64,8 +64,9 @@ pub async fn serve(shared: Arc<Shared>, c: Accepted, watcher: Watcher) {
     let peer = c.peer;
     let activity = Activity::new();
     let io = Tracked::new(c.stream, activity.clone());
+    let open = c.open;
     if !c.tls {
-        return run_http(&shared, io, activity, watcher, peer).await;
+        return run_http(&shared, io, activity, watcher, peer, open).await;
     }
     let Some(config) = shared.current.get().tls.as_ref().and_then(|t| t.config()) else {
         log::debug!("tls connection from {peer} closed: no certificate yet");
@@ -73,7 +74,7 @@ pub async fn serve(shared: Arc<Shared>, c: Accepted, watcher: Watcher) {
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     match tokio::time::timeout(shared.header_timeout, acceptor.accept(io)).await {
-        Ok(Ok(stream)) => run_http(&shared, stream, activity, watcher, peer).await,
+        Ok(Ok(stream)) => run_http(&shared, stream, activity, watcher, peer, open).await,
         Ok(Err(e)) => log::debug!("tls handshake with {peer}: {e}"),
         Err(_) => log::debug!("tls handshake with {peer}: timed out"),
     }
@@ -85,6 +86,7 @@ async fn run_http<IO>(
     activity: Activity,
     watcher: Watcher,
     peer: std::net::SocketAddr,
+    open: bool,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static + Secure,
 {
@@ -97,6 +99,9 @@ async fn run_http<IO>(
         requests.fetch_add(1, Ordering::Relaxed);
         if tls {
             req.extensions_mut().insert(api::Tls);
+        }
+        if open {
+            req.extensions_mut().insert(api::Unauthenticated);
         }
         api::handle(current.get().api.clone(), req, peer)
     });

@@ -27,6 +27,8 @@ pub struct Accepted {
     pub stream: TcpStream,
     pub peer: SocketAddr,
     pub tls: bool,
+    /// Served without authentication (`auth: false` on a loopback listener).
+    pub open: bool,
     pub slot: OwnedSemaphorePermit,
 }
 
@@ -52,7 +54,7 @@ pub async fn bind(l: &Listener) -> Result<TcpListener, BindError> {
 /// rather than being accepted and starved.
 pub async fn accept_loop(
     listener: TcpListener,
-    tls: bool,
+    config: Listener,
     slots: Arc<Semaphore>,
     out: mpsc::Sender<Accepted>,
 ) {
@@ -89,7 +91,8 @@ pub async fn accept_loop(
         let accepted = Accepted {
             stream,
             peer,
-            tls,
+            tls: config.tls,
+            open: !config.auth,
             slot,
         };
         if out.send(accepted).await.is_err() {

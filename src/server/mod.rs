@@ -88,7 +88,7 @@ pub async fn run(
     }
     let probe = watchdog::probe_target(&bound);
     for b in bound {
-        let task = listen::accept_loop(b.socket, b.listener.tls, slots.clone(), tx.clone());
+        let task = listen::accept_loop(b.socket, b.listener, slots.clone(), tx.clone());
         tokio::spawn(task);
     }
     drop(tx);

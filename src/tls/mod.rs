@@ -64,7 +64,7 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(crate) fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem = read(path)?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
@@ -148,7 +148,7 @@ fn client_verifier(
 
 /// Serving an expired certificate is the operator's call (clients will
 /// refuse it), so it is a loud warning rather than a refusal to start.
-fn expiry_warnings(path: &Path, leaf: &CertificateDer) -> Vec<String> {
+pub(crate) fn expiry_warnings(path: &Path, leaf: &CertificateDer) -> Vec<String> {
     let Some(v) = x509::validity(leaf) else {
         return vec![format!(
             "{}: cannot read the validity period",

@@ -7,13 +7,17 @@ use super::{TlsError, TlsFiles, load};
 use crate::watch::Watched;
 use rustls::ServerConfig;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 pub struct TlsState {
     files: TlsFiles,
     /// `None` while waiting for a certificate that does not exist yet.
     current: RwLock<Option<Arc<ServerConfig>>>,
     watched: Mutex<(Watched, Option<String>)>,
+    expiry_checked: Mutex<Instant>,
 }
+
+const EXPIRY_CHECK_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 impl TlsState {
     /// Loads the certificate for the first time; any error stops the start,
@@ -37,6 +41,7 @@ impl TlsState {
             files,
             current: RwLock::new(config),
             watched: Mutex::new((watched, None)),
+            expiry_checked: Mutex::new(Instant::now()),
         })
     }
 
@@ -61,28 +66,56 @@ impl TlsState {
         if changed {
             self.reload("files changed");
         }
+        self.warn_if_expiring();
     }
 
-    /// Reloads now (SIGHUP); returns whether the new certificate is in service.
+    /// Reloads now; returns whether the new certificate is in service. A
+    /// reload asked for explicitly (SIGHUP) always logs its outcome.
     pub fn reload(&self, why: &str) -> bool {
         let mut w = self.watched.lock().expect("tls lock");
+        let snapshot = w.0.snapshot();
         match load(&self.files) {
             Ok((config, warnings)) => {
                 warnings.iter().for_each(|m| log::warn!("tls: {m}"));
                 *self.current.write().expect("tls lock") = Some(config);
-                w.0.mark_seen();
+                w.0.mark_seen(snapshot);
                 w.1 = None;
                 log::info!("tls: certificate reloaded ({why})");
                 true
             }
             Err(e) => {
                 let msg = e.to_string();
-                if w.1.as_deref() != Some(msg.as_str()) {
-                    log::error!("tls: keeping the certificate in service; reload failed: {msg}");
+                let asked = why != "files changed";
+                if asked || w.1.as_deref() != Some(msg.as_str()) {
+                    log::error!(
+                        "tls: keeping the certificate in service; reload failed ({why}): {msg}"
+                    );
                     w.1 = Some(msg);
                 }
                 false
             }
         }
+    }
+
+    /// Repeats the expiry warnings once a day while serving, so a renewal
+    /// that silently stopped working shows up in the log before clients fail.
+    fn warn_if_expiring(&self) {
+        let mut last = self.expiry_checked.lock().expect("tls lock");
+        if last.elapsed() < EXPIRY_CHECK_EVERY {
+            return;
+        }
+        *last = Instant::now();
+        if let Some(leaf) = self.leaf_der() {
+            for w in super::expiry_warnings(&self.files.certificate, &leaf) {
+                log::warn!("tls: {w}");
+            }
+        }
+    }
+
+    fn leaf_der(&self) -> Option<rustls::pki_types::CertificateDer<'static>> {
+        super::certificates(&self.files.certificate)
+            .ok()?
+            .into_iter()
+            .next()
     }
 }

@@ -3,6 +3,8 @@
 //! deliberately minimal HTTP/1.1 client (so tests can send malformed requests).
 #![allow(dead_code)]
 
+pub mod docker;
+pub mod oci;
 pub mod tls;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -829,4 +831,38 @@ pub fn probe(addr: SocketAddr, path: &str) -> Option<u16> {
         .trim()
         .parse()
         .ok()
+}
+
+/// Whether `cmd` (a path, or a name looked up on PATH) is an executable file.
+pub fn installed(cmd: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if cmd.contains('/') {
+        return executable(Path::new(cmd));
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| executable(&d.join(cmd))))
+}
+
+/// For a test that drives external tools: true when one is not installed,
+/// so the test can return instead of failing on a machine that lacks the
+/// package. A tool that is installed but broken is not absent: the test
+/// runs and fails.
+///
+/// The reason goes to the real stderr rather than through `eprintln!`,
+/// which the test harness captures and throws away for a passing test: a
+/// skip nobody sees would look like a pass.
+pub fn lacks_tools(test: &str, cmds: &[&str]) -> bool {
+    let missing: Vec<&str> = cmds.iter().copied().filter(|c| !installed(c)).collect();
+    if missing.is_empty() {
+        return false;
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: not installed: {} (tests/run installs the packages)",
+        missing.join(", ")
+    );
+    true
 }

@@ -4,7 +4,7 @@
 //! and a hand-built legacy ClientHello no modern library will send any more.
 
 use std::fs::OpenOptions;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -55,6 +55,16 @@ pub struct CertPaths {
 }
 
 impl CertPaths {
+    /// `sha256:<hex>` of the first (end-entity) certificate in the file.
+    pub fn sha256(&self) -> String {
+        let first = CertificateDer::pem_file_iter(&self.cert)
+            .unwrap()
+            .next()
+            .unwrap_or_else(|| panic!("no certificate in {}", self.cert.display()))
+            .unwrap();
+        super::sha256(&first)
+    }
+
     /// The same certificate with its key rewritten from PKCS#8 to the
     /// algorithm-specific encoding (PKCS#1 for RSA, SEC1 for ECDSA) that
     /// older tools still write; Ed25519 has no such encoding, so this panics.
@@ -155,16 +165,12 @@ impl Pki {
     /// the first is also the common name) issued by the root, written as
     /// `<name>.crt` and `<name>.key`.
     pub fn server(&self, name: &str, key: KeyType, sans: &[&str]) -> CertPaths {
+        self.root_issued(name, key, sans, Validity::Days)
+    }
+
+    fn root_issued(&self, name: &str, key: KeyType, sans: &[&str], v: Validity) -> CertPaths {
         let ext = server_ext(key, sans);
-        issue(
-            &self.dir,
-            name,
-            key,
-            sans[0],
-            &ext,
-            &self.root,
-            Validity::Days,
-        )
+        issue(&self.dir, name, key, sans[0], &ext, &self.root, v)
     }
 
     /// Like [`Pki::server`], but issued by the intermediate CA, so that a
@@ -182,16 +188,7 @@ impl Pki {
 
     /// A server certificate issued by the root whose validity ended in 2021.
     pub fn expired_server(&self, name: &str, key: KeyType, sans: &[&str]) -> CertPaths {
-        let ext = server_ext(key, sans);
-        issue(
-            &self.dir,
-            name,
-            key,
-            sans[0],
-            &ext,
-            &self.root,
-            Validity::Expired,
-        )
+        self.root_issued(name, key, sans, Validity::Expired)
     }
 
     /// A client certificate (ECDSA P-256, extendedKeyUsage clientAuth) for
@@ -451,6 +448,9 @@ pub struct TlsInfo {
     pub version: TlsVersion,
     pub alpn: Option<Vec<u8>>,
     pub cipher_suite: rustls::CipherSuite,
+    /// `sha256:<hex>` of the end-entity certificate the server presented,
+    /// to tell which certificate was in service (compare [`CertPaths::sha256`]).
+    pub peer_cert: String,
 }
 
 impl TlsInfo {
@@ -464,6 +464,7 @@ impl TlsInfo {
             version,
             alpn: c.alpn_protocol().map(<[u8]>::to_vec),
             cipher_suite: c.negotiated_cipher_suite().unwrap().suite(),
+            peer_cert: super::sha256(&c.peer_certificates().unwrap()[0]),
         }
     }
 }
@@ -488,6 +489,20 @@ fn connect(
     Ok(StreamOwned::new(conn, tcp))
 }
 
+/// A connection with its handshake done, and what it negotiated.
+fn connected(
+    addr: SocketAddr,
+    server_name: &str,
+    config: &Arc<ClientConfig>,
+) -> io::Result<(StreamOwned<ClientConnection, TcpStream>, TlsInfo)> {
+    let mut s = connect(addr, server_name, config)?;
+    while s.conn.is_handshaking() {
+        s.conn.complete_io(&mut s.sock)?;
+    }
+    let info = TlsInfo::of(&s.conn);
+    Ok((s, info))
+}
+
 /// Completes a handshake and closes, without sending a request: the way to
 /// look at negotiation alone (an `h2` ALPN result, say, after which the
 /// harness's HTTP/1.1 requests would make no sense).
@@ -500,14 +515,66 @@ pub fn handshake(
     server_name: &str,
     config: &Arc<ClientConfig>,
 ) -> io::Result<TlsInfo> {
-    let mut s = connect(addr, server_name, config)?;
-    while s.conn.is_handshaking() {
-        s.conn.complete_io(&mut s.sock)?;
-    }
-    let info = TlsInfo::of(&s.conn);
+    let (mut s, info) = connected(addr, server_name, config)?;
     s.conn.send_close_notify();
     let _ = s.conn.complete_io(&mut s.sock);
     Ok(info)
+}
+
+/// One TLS connection carrying several HTTP/1.1 requests, for what the
+/// harness's one-request-per-connection [`super::Req`] cannot show: that a
+/// connection opened earlier survives something done to the server since.
+pub struct KeepAlive {
+    s: io::BufReader<StreamOwned<ClientConnection, TcpStream>>,
+    host: String,
+    pub info: TlsInfo,
+}
+
+impl KeepAlive {
+    pub fn open(
+        addr: SocketAddr,
+        server_name: &str,
+        config: &Arc<ClientConfig>,
+    ) -> io::Result<KeepAlive> {
+        let (s, info) = connected(addr, server_name, config)?;
+        Ok(KeepAlive {
+            s: io::BufReader::new(s),
+            host: addr.to_string(),
+            info,
+        })
+    }
+
+    /// `GET path` on this connection; the status, with the body read so
+    /// the connection is ready for the next request. Only `Content-Length`
+    /// bodies are understood, which is what the API's small answers use.
+    pub fn get(&mut self, path: &str) -> io::Result<u16> {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.host);
+        let tls = self.s.get_mut();
+        tls.write_all(req.as_bytes())?;
+        tls.flush()?;
+        let mut status = None;
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            if self.s.read_line(&mut line)? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            match (status, line.split_once(':')) {
+                (None, _) => status = line.split(' ').nth(1).and_then(|c| c.parse().ok()),
+                (Some(_), Some((k, v))) if k.eq_ignore_ascii_case("content-length") => {
+                    length = v.trim().parse().map_err(io::Error::other)?;
+                }
+                _ => {}
+            }
+        }
+        let mut body = vec![0; length];
+        self.s.read_exact(&mut body)?;
+        status.ok_or_else(|| io::Error::other("no status line"))
+    }
 }
 
 /// Sends `raw` over TLS and reads until the server closes; a close without

@@ -1,0 +1,274 @@
+//! A private Docker engine for end-to-end tests: its own `dockerd` (vfs
+//! storage, no networking set-up, private data/exec roots and socket) and a
+//! client whose configuration (logins included) lives in a scratch directory,
+//! so nothing is read from or left in root's `~/.docker`.
+//!
+//! Needs root and Debian's docker.io package. Tests hold [`ONE_DOCKERD`] so
+//! only one engine runs at a time: two vfs engines on two cores starve each
+//! other's start-up.
+
+use super::{ProcGuard, TempDir, random_bytes, run_ok, wait_for};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub static ONE_DOCKERD: Mutex<()> = Mutex::new(());
+
+pub fn dockerd_bin() -> String {
+    std::env::var("DOCKERD_BIN").unwrap_or_else(|_| "dockerd".to_string())
+}
+
+/// The client from the same package as the daemon, if it is there: another
+/// client on PATH may be years newer than the engine it talks to.
+pub fn docker_bin() -> String {
+    std::env::var("DOCKER_BIN").unwrap_or_else(|_| {
+        if Path::new("/usr/bin/docker").exists() {
+            "/usr/bin/docker".to_string()
+        } else {
+            "docker".to_string()
+        }
+    })
+}
+
+/// A private Docker engine, stopped (and its containerd with it) when dropped.
+pub struct Dockerd {
+    proc: ProcGuard,
+    host: String,
+    dir: TempDir,
+}
+
+impl Dockerd {
+    pub fn start() -> Dockerd {
+        let dir = TempDir::new("dk");
+        let p = |n: &str| dir.0.join(n);
+        let sock = p("s");
+        assert!(
+            sock.as_os_str().len() < 100,
+            "socket path too long: {}",
+            sock.display()
+        );
+        std::fs::create_dir_all(p("cfg")).unwrap();
+        // An empty daemon config, so /etc/docker/daemon.json cannot interfere.
+        std::fs::write(p("daemon.json"), "{}").unwrap();
+        let log = std::fs::File::create(p("dockerd.log")).unwrap();
+        let child = Command::new(dockerd_bin())
+            .args([
+                "--storage-driver=vfs",
+                "--iptables=false",
+                "--ip6tables=false",
+                "--bridge=none",
+            ])
+            .arg("--data-root")
+            .arg(p("d"))
+            .arg("--exec-root")
+            .arg(p("e"))
+            .arg("--config-file")
+            .arg(p("daemon.json"))
+            .arg("--pidfile")
+            .arg(p("p"))
+            .arg("-H")
+            .arg(format!("unix://{}", sock.display()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {} ({e}): these tests need Debian's docker.io package and root",
+                    dockerd_bin()
+                )
+            });
+        let mut d = Dockerd {
+            proc: ProcGuard(Some(child)),
+            host: format!("unix://{}", sock.display()),
+            dir,
+        };
+        let mut last = String::new();
+        let up = wait_for(90, || {
+            if d.proc.exited().is_some() {
+                return true;
+            }
+            let o = d.try_docker(&["info", "--format", "{{.ServerVersion}}"]);
+            last = String::from_utf8_lossy(&o.stderr).into_owned();
+            o.status.success()
+        });
+        if let Some(st) = d.proc.exited() {
+            panic!(
+                "dockerd exited during start-up ({st:?}); it needs root and a kernel that lets it run. Its log:\n{}",
+                d.log()
+            );
+        }
+        assert!(
+            up,
+            "dockerd did not answer `docker info` within 90 s (last error: {last}); its log:\n{}",
+            d.log()
+        );
+        d
+    }
+
+    pub fn log(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.0.join("dockerd.log")).unwrap_or_default();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.contains("[core]") && !l.contains("loading plugin"))
+            .collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+
+    /// The client's configuration directory (`DOCKER_CONFIG`).
+    pub fn config_dir(&self) -> PathBuf {
+        self.dir.0.join("cfg")
+    }
+
+    /// The client's `config.json`, or `null` before anything wrote it.
+    pub fn client_config(&self) -> serde_json::Value {
+        match std::fs::read_to_string(self.config_dir().join("config.json")) {
+            Ok(text) => serde_json::from_str(&text).unwrap(),
+            Err(_) => serde_json::Value::Null,
+        }
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(docker_bin());
+        c.env("DOCKER_CONFIG", self.config_dir())
+            .arg("-H")
+            .arg(&self.host)
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn try_docker(&self, args: &[&str]) -> Output {
+        self.cmd(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {} ({e})", docker_bin()))
+    }
+
+    /// Runs a docker command with `input` on its standard input.
+    pub fn try_docker_stdin(&self, args: &[&str], input: &str) -> Output {
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {} ({e})", docker_bin()));
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs a docker command that must succeed; returns its stdout.
+    pub fn docker(&self, args: &[&str]) -> String {
+        let o = self.try_docker(args);
+        self.ok(args, o)
+    }
+
+    /// Like [`Dockerd::docker`], with `input` on standard input.
+    pub fn docker_stdin(&self, args: &[&str], input: &str) -> String {
+        let o = self.try_docker_stdin(args, input);
+        self.ok(args, o)
+    }
+
+    fn ok(&self, args: &[&str], o: Output) -> String {
+        if !o.status.success() {
+            panic!(
+                "docker {args:?} failed ({}):\nstdout: {}\nstderr: {}\ndockerd log:\n{}",
+                o.status,
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr),
+                self.log()
+            );
+        }
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Runs a docker command that must fail; returns its stderr.
+    pub fn docker_fails(&self, args: &[&str]) -> String {
+        let o = self.try_docker(args);
+        assert!(
+            !o.status.success(),
+            "docker {args:?} succeeded but should not have:\n{}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    }
+
+    pub fn inspect(&self, image: &str) -> serde_json::Value {
+        let out = self.docker(&["image", "inspect", image]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v[0].clone()
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        // A clean stop also stops the containerd dockerd started.
+        if let Some(c) = self.proc.0.as_mut() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let stopped = wait_for(30, || matches!(c.try_wait(), Ok(Some(_))));
+            if !stopped {
+                let _ = c.kill();
+            }
+            let _ = c.wait();
+            self.proc.0 = None;
+        }
+        let pidfile = self.dir.0.join("e/containerd/containerd.pid");
+        let pid = std::fs::read_to_string(pidfile)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok());
+        // Only if dockerd left it running (it stops it on a clean exit).
+        if let Some(pid) = pid.filter(|p| Path::new(&format!("/proc/{p}")).exists()) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// A root filesystem tarball for `docker import`: a few small files and a
+/// 5 MiB random one, which is returned too.
+pub fn rootfs_tar(work: &Path, seed: u64) -> (PathBuf, Vec<u8>) {
+    let root = work.join(format!("rootfs-{seed}"));
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::create_dir_all(root.join("opt/app")).unwrap();
+    std::fs::write(root.join("etc/os-release"), "NAME=e2e\n").unwrap();
+    std::fs::write(root.join("opt/app/README"), format!("image {seed}\n")).unwrap();
+    let big = random_bytes(5 << 20, seed);
+    std::fs::write(root.join("opt/app/big.bin"), &big).unwrap();
+    let tar = work.join(format!("rootfs-{seed}.tar"));
+    run_ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&root)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("."),
+    );
+    (tar, big)
+}
+
+/// The strings of a JSON array (none for anything else).
+pub fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// The manifest digest `docker push` reports ("<tag>: digest: sha256:... size: N").
+pub fn pushed_digest(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.split("digest: ").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no digest in docker push output:\n{out}"))
+        .to_string()
+}
