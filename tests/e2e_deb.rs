@@ -763,6 +763,20 @@ fn install_serve_push_pull_reload_stop_remove_purge_reinstall() {
         "the log should say to run private-registry-certgen:\n{journal}"
     );
 
+    // --- Out of the box: this host pushes over plain HTTP without a login,
+    // and the network gets nothing at all until there is a certificate.
+    let hello = c.ok(&format!(
+        "echo hello >/var/tmp/hello && curl -sS -o /dev/null -w '%{{http_code}}' -X POST --data-binary @/var/tmp/hello \
+         \"{LOCAL}/v2/local/hello/blobs/uploads/?digest=sha256:$(sha256sum /var/tmp/hello | cut -d' ' -f1)\""
+    ));
+    assert_eq!(hello, "201", "anonymous push on the local listener");
+    let o = c.sh("curl -sS -k -o /dev/null -m 5 'https://[::1]/v2/'");
+    assert!(
+        !o.status.success(),
+        "TLS must not serve without a certificate: {}",
+        describe("curl", &o)
+    );
+
     // --- A user, and a certificate for HOST.
     c.ok(&format!(
         "echo {PASSWORD} | private-registry htpasswd add --password-stdin {USER}"
