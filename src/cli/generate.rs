@@ -38,11 +38,11 @@ from
 .BR private-registry.service ,
 which takes its listening sockets from two socket units:
 .B private-registry.socket
-(127.0.0.1:5000, plain HTTP, descriptor name
+(127.0.0.1:5000, plain HTTP without login, for this host; descriptor name
 .IR local )
 and
 .B private-registry-network.socket
-(port 443 on every address, TLS, descriptor name
+(port 443 on every address, TLS and a login; descriptor name
 .IR network ).
 Each descriptor name selects the configured listener of that name in
 .BR privateregistry.listeners .
@@ -169,9 +169,25 @@ fn man_pages(mut cmd: clap::Command, dir: &Path) -> std::io::Result<()> {
         if has_version {
             man.render_version_section(&mut out)?;
         }
+        let out = once_prelude(&String::from_utf8_lossy(&out));
         std::fs::write(dir.join(format!("{name}.{SECTION}")), out)?;
     }
     Ok(())
+}
+
+/// clap_mangen starts every section it renders with the title's prelude
+/// (the definition of the apostrophe string); one is enough.
+fn once_prelude(page: &str) -> String {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = String::with_capacity(page.len());
+    for line in page.lines() {
+        let prelude = line.starts_with(".ie \\n(.g .ds Aq") || line.starts_with(".el .ds Aq");
+        if !prelude || seen.insert(line) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// Every command that does something: the top one and each subcommand at any
@@ -190,4 +206,54 @@ fn completions(mut cmd: clap::Command, dir: &Path) -> std::io::Result<()> {
     let mut file = std::fs::File::create(dir.join(&name))?;
     clap_complete::generate(Shell::Bash, &mut cmd, name, &mut file);
     file.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn scratch(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("pr-generate-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn a_page_per_visible_command_and_none_for_generate() {
+        let dir = scratch("man");
+        man_pages(visible(crate::Cli::command()), &dir).unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for want in [
+            "private-registry.8",
+            "private-registry-serve.8",
+            "private-registry-check-config.8",
+            "private-registry-htpasswd-add.8",
+        ] {
+            assert!(names.iter().any(|n| n == want), "{want} missing: {names:?}");
+        }
+        assert!(!names.iter().any(|n| n.contains("generate")), "{names:?}");
+        let top = std::fs::read_to_string(dir.join("private-registry.8")).unwrap();
+        assert!(top.contains("\n.TH PRIVATE-REGISTRY 8 "), "{top}");
+        assert_eq!(top.matches(".ds Aq").count(), 2, "one prelude: {top}");
+        assert!(
+            top.contains(".SH SIGNALS") && top.contains("htpasswd"),
+            "{top}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn completion_offers_the_visible_subcommands_only() {
+        let dir = scratch("completion");
+        completions(visible(crate::Cli::command()), &dir).unwrap();
+        let script = std::fs::read_to_string(dir.join("private-registry")).unwrap();
+        assert!(script.contains("complete -F") && script.contains("check-config"));
+        assert!(!script.contains("generate"), "{script}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
