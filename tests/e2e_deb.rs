@@ -3,15 +3,16 @@
 //! (`packaging/build-deb --no-build`), a debootstrap'd root file system
 //! (cached under the target directory) boots in `systemd-nspawn` with a
 //! throw-away overlay and no network, and everything an operator does happens
-//! in it: `apt install`, socket activation, certgen, users, a real client
-//! (skopeo, run from the host inside the container's network namespace and
-//! trusting only the CA certgen installed), reload, stop during an upload,
-//! log rotation, upgrade, remove, purge and reinstall. Also lintian,
-//! `systemd-analyze verify` and `systemd-analyze security`.
+//! in it: `apt install`, socket activation, certgen, users, real clients
+//! (skopeo and Docker, run from the host inside the container's network
+//! namespace and trusting only the CA certgen installed), reload, stop during
+//! an upload, log rotation, upgrade, remove, purge and reinstall. Also lintian,
+//! shellcheck, `systemd-analyze verify` and `systemd-analyze security`.
 //!
 //! Needs root, debootstrap, systemd-nspawn (systemd-container), lintian,
-//! cargo-deb, dpkg-dev and skopeo; `tests/run` installs them. The first run
-//! builds the root file system (about a minute); later runs reuse it.
+//! shellcheck, cargo-deb, dpkg-dev, skopeo and docker.io; `tests/run` installs
+//! them. The first run builds the root file system (about a minute); later
+//! runs reuse it.
 
 mod common;
 
