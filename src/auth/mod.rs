@@ -85,15 +85,19 @@ impl Authenticator {
         let Some(value) = authorization else {
             return Ok(Caller::Anonymous);
         };
-        self.throttle.check(ip).map_err(AuthError::Throttled)?;
-        let Some((user, password)) = basic_credentials(value) else {
-            return Err(self.failed(ip, "(unreadable Authorization header)"));
-        };
+        let credentials = basic_credentials(value);
         // containers/image (skopeo, podman) answers a challenge with an empty
         // login when it has no credentials: that is an anonymous request.
-        if user.is_empty() && password.is_empty() {
+        if credentials
+            .as_ref()
+            .is_some_and(|(u, p)| u.is_empty() && p.is_empty())
+        {
             return Ok(Caller::Anonymous);
         }
+        self.throttle.check(ip).map_err(AuthError::Throttled)?;
+        let Some((user, password)) = credentials else {
+            return Err(self.failed(ip, "(unreadable Authorization header)"));
+        };
         let table = self.users.table();
         if self.cache.contains(&user, &password, table.generation) {
             return Ok(Caller::User(user));
