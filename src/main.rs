@@ -16,7 +16,7 @@ mod timefmt;
 mod tls;
 mod watch;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use cli::htpasswd::HtpasswdArgs;
 use config::{Config, ConfigError, Loaded};
 use std::path::{Path, PathBuf};
@@ -50,6 +50,9 @@ enum Command {
     },
     /// Manage users in the htpasswd file.
     Htpasswd(HtpasswdArgs),
+    /// Write man pages or shell completion (for packaging).
+    #[command(hide = true)]
+    Generate(cli::generate::GenerateArgs),
 }
 
 fn load(path: &Path, dev: bool) -> Result<Loaded, ConfigError> {
@@ -122,6 +125,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(log::LevelFilter::Info);
     match cli.command {
+        Command::Generate(args) => cli::generate::run(&args, Cli::command()),
         Command::Htpasswd(args) => match htpasswd_target(&args) {
             Ok((file, cost)) => cli::htpasswd::run(&args, &file, cost),
             Err(e) => {

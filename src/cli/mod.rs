@@ -1,4 +1,5 @@
 //! Subcommands that administer a registry rather than run it.
 
+pub mod generate;
 pub mod htpasswd;
 mod prompt;
