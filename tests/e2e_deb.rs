@@ -1104,25 +1104,8 @@ impl Dockerd {
             "mount -t tmpfs -o mode=0755 tmpfs /etc/docker && cp -a {} /etc/docker/",
             c.path("/etc/docker/certs.d").display()
         );
-        let p = |n: &str| dir.join(n);
-        let proc = c
-            .host_cmd(hosts, &setup, "dockerd")
-            .args([
-                "--storage-driver=vfs",
-                "--iptables=false",
-                "--ip6tables=false",
-                "--bridge=none",
-            ])
-            .arg("--data-root")
-            .arg(p("d"))
-            .arg("--exec-root")
-            .arg(p("e"))
-            .arg("--config-file")
-            .arg(p("daemon.json"))
-            .arg("--pidfile")
-            .arg(p("pid"))
-            .arg("-H")
-            .arg(format!("unix://{}", p("s").display()))
+        let mut cmd = c.host_cmd(hosts, &setup, "dockerd");
+        let proc = docker::private_dockerd_args(&mut cmd, dir)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -1140,7 +1123,7 @@ impl Dockerd {
         assert!(
             up && matches!(d.proc.as_mut().unwrap().try_wait(), Ok(None)),
             "dockerd did not come up; its log:\n{}",
-            std::fs::read_to_string(p("dockerd.log")).unwrap_or_default()
+            std::fs::read_to_string(dir.join("dockerd.log")).unwrap_or_default()
         );
         d
     }

@@ -33,6 +33,28 @@ pub fn docker_bin() -> String {
 }
 
 /// A private Docker engine, stopped (and its containerd with it) when dropped.
+/// A dockerd that sets up no networking and keeps everything under `dir`:
+/// data and exec roots, `daemon.json`, pid file and the API socket `s`.
+pub fn private_dockerd_args<'a>(cmd: &'a mut Command, dir: &Path) -> &'a mut Command {
+    let p = |n: &str| dir.join(n);
+    cmd.args([
+        "--storage-driver=vfs",
+        "--iptables=false",
+        "--ip6tables=false",
+        "--bridge=none",
+    ])
+    .arg("--data-root")
+    .arg(p("d"))
+    .arg("--exec-root")
+    .arg(p("e"))
+    .arg("--config-file")
+    .arg(p("daemon.json"))
+    .arg("--pidfile")
+    .arg(p("p"))
+    .arg("-H")
+    .arg(format!("unix://{}", p("s").display()))
+}
+
 pub struct Dockerd {
     proc: ProcGuard,
     host: String,
@@ -53,23 +75,8 @@ impl Dockerd {
         // An empty daemon config, so /etc/docker/daemon.json cannot interfere.
         std::fs::write(p("daemon.json"), "{}").unwrap();
         let log = std::fs::File::create(p("dockerd.log")).unwrap();
-        let child = Command::new(dockerd_bin())
-            .args([
-                "--storage-driver=vfs",
-                "--iptables=false",
-                "--ip6tables=false",
-                "--bridge=none",
-            ])
-            .arg("--data-root")
-            .arg(p("d"))
-            .arg("--exec-root")
-            .arg(p("e"))
-            .arg("--config-file")
-            .arg(p("daemon.json"))
-            .arg("--pidfile")
-            .arg(p("p"))
-            .arg("-H")
-            .arg(format!("unix://{}", sock.display()))
+        let mut cmd = Command::new(dockerd_bin());
+        let child = private_dockerd_args(&mut cmd, &dir.0)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
