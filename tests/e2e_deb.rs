@@ -763,6 +763,16 @@ fn install_serve_push_pull_reload_stop_remove_purge_reinstall() {
         journal.contains("private-registry-certgen"),
         "the log should say to run private-registry-certgen:\n{journal}"
     );
+    // Through syslog (journald also tags captured stderr with facility
+    // daemon, so the transport is what tells them apart).
+    let via_syslog = c.ok(
+        "journalctl --no-pager -o verbose -u private-registry.service | grep -c '^ *_TRANSPORT=syslog$' || true",
+    );
+    assert!(
+        via_syslog.trim().parse::<u32>().unwrap_or(0) > 0,
+        "no messages through syslog (facility daemon):\n{journal}"
+    );
+    assert!(status.starts_with("serving"), "STATUS={status}");
 
     // --- Out of the box: this host pushes over plain HTTP without a login,
     // and the network gets nothing at all until there is a certificate.
