@@ -67,8 +67,14 @@ pub fn init(level: LevelFilter) {
     log::set_max_level(level);
 }
 
-/// Switches messages to syslog; on failure they stay on standard error.
-pub fn use_syslog() {
+/// Sends messages to syslog (`on`) or standard error; if syslog cannot be
+/// reached they stay on standard error.
+pub fn use_syslog(on: bool) {
+    let mut current = LOGGER.syslog.lock().unwrap_or_else(|e| e.into_inner());
+    if !on {
+        *current = None;
+        return;
+    }
     let formatter = syslog::Formatter3164 {
         facility: syslog::Facility::LOG_DAEMON,
         hostname: None,
@@ -76,8 +82,11 @@ pub fn use_syslog() {
         pid: std::process::id(),
     };
     match syslog::unix(formatter) {
-        Ok(l) => *LOGGER.syslog.lock().unwrap_or_else(|e| e.into_inner()) = Some(l),
-        Err(e) => log::warn!("syslog unavailable ({e}); logging to standard error"),
+        Ok(l) => *current = Some(l),
+        Err(e) => {
+            drop(current);
+            log::warn!("syslog unavailable ({e}); logging to standard error");
+        }
     }
 }
 
@@ -90,10 +99,13 @@ fn open_append(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
-/// Sends access lines to `path` from now on.
-pub fn access_file(path: &Path) -> std::io::Result<()> {
-    let f = open_append(path)?;
-    *LOGGER.access.lock().unwrap_or_else(|e| e.into_inner()) = Some((path.to_path_buf(), f));
+/// Sends access lines to `path` from now on, or with the messages if `None`.
+pub fn access_file(path: Option<&Path>) -> std::io::Result<()> {
+    let file = match path {
+        Some(p) => Some((p.to_path_buf(), open_append(p)?)),
+        None => None,
+    };
+    *LOGGER.access.lock().unwrap_or_else(|e| e.into_inner()) = file;
     Ok(())
 }
 

@@ -148,15 +148,11 @@ fn main() -> ExitCode {
 pub fn apply_logging(c: &Config) {
     log::set_max_level(c.log_level().filter());
     let ours = &c.privateregistry;
-    if ours.syslog {
-        logging::use_syslog();
-    }
-    if let Some(path) = &ours.accesslog
-        && let Err(e) = logging::access_file(path)
-    {
+    logging::use_syslog(ours.syslog);
+    if let Err(e) = logging::access_file(ours.accesslog.as_deref()) {
         log::error!(
-            "access log {}: {e}; logging requests with the messages",
-            path.display()
+            "access log {:?}: {e}; logging requests with the messages",
+            ours.accesslog
         );
     }
 }

@@ -308,3 +308,41 @@ fn a_listener_with_auth_off_serves_the_host_without_a_login() {
         .send();
     assert_eq!(r.json()["tags"], serde_json::json!(["1"]));
 }
+
+#[test]
+fn sighup_applies_new_access_rules_and_keeps_serving_on_a_bad_file() {
+    let rules = |allow: &str| {
+        format!(
+            "  access:\n    rules:\n      - {{repositories: ['*'], users: [rita], allow: [{allow}]}}\n"
+        )
+    };
+    let (mut s, _, _dir) = start(&[("rita", "pw")], &rules("pull"));
+    as_user(&mut s, "rita", "pw");
+    let push = |s: &Server| s.req("POST", "/v2/team/app/blobs/uploads/").send().status;
+    assert_eq!(push(&s), 403);
+    let original = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(
+        &s.config,
+        original.replace("allow: [pull]", "allow: [pull, push]"),
+    )
+    .unwrap();
+    let hup = |s: &Server| {
+        let ok = std::process::Command::new("kill")
+            .args(["-HUP", &s.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    hup(&s);
+    assert!(wait_for(10, || s
+        .log_text()
+        .contains("reloaded configuration")));
+    assert_eq!(push(&s), 202, "the new rule applies without a restart");
+    // A broken file is reported and the running configuration stays.
+    std::fs::write(&s.config, "version: 0.1\nhttp: [broken\n").unwrap();
+    hup(&s);
+    assert!(wait_for(10, || s
+        .log_text()
+        .contains("reload failed, keeping the running configuration")));
+    assert_eq!(push(&s), 202);
+}
