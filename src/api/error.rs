@@ -128,7 +128,7 @@ impl Code {
 
 /// An error response: a code, an optional status override, a detail, and
 /// headers some errors must carry (416's `Range`).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct ApiError {
     pub code: Code,
     pub status: Option<StatusCode>,

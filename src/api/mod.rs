@@ -136,10 +136,12 @@ pub async fn handle(
 ) -> Result<Response<Body>, std::convert::Infallible> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
-    let caller = guard::identify(&api, &parts, peer.ip()).await;
-    let result = match &caller {
-        Ok(c) => dispatch(&api, c, &parts, body).await,
-        Err(e) => Err(e.clone()),
+    let (caller, result) = match guard::identify(&api, &parts, peer.ip()).await {
+        Ok(c) => {
+            let r = dispatch(&api, &c, &parts, body).await;
+            (c, r)
+        }
+        Err(e) => (Caller::Anonymous, Err(e)),
     };
     let mut resp = result.unwrap_or_else(|e| error_response(&parts, e));
     let h = resp.headers_mut();
@@ -150,8 +152,7 @@ pub async fn handle(
     for (k, v) in &api.settings.headers {
         h.append(k, v.clone());
     }
-    let user = caller.as_ref().map_or("-", Caller::log_name);
-    log_request(&parts, &resp, peer, user, started);
+    log_request(&parts, &resp, peer, caller.log_name(), started);
     Ok(resp)
 }
 
