@@ -610,19 +610,7 @@ fn oci_layout(dir: &Path) -> String {
     std::fs::create_dir_all(&files).unwrap();
     std::fs::write(files.join("hello.txt"), b"hello from the package test\n").unwrap();
     std::fs::write(files.join("random.bin"), random_bytes(300_000, 5)).unwrap();
-    let tar = run_ok_bytes(
-        Command::new("tar")
-            .args([
-                "--sort=name",
-                "--owner=0",
-                "--group=0",
-                "--numeric-owner",
-                "--mtime=@0",
-                "-C",
-            ])
-            .arg(&files)
-            .args(["-cf", "-", "."]),
-    );
+    let tar = oci::reproducible_tar(&files);
     let diff_id = sha256(&tar);
     let mut gz = Command::new("gzip")
         .args(["-n", "-c"])
@@ -649,12 +637,6 @@ fn oci_layout(dir: &Path) -> String {
     )
     .unwrap();
     digest
-}
-
-fn run_ok_bytes(cmd: &mut Command) -> Vec<u8> {
-    let o = cmd.stdin(Stdio::null()).output().unwrap();
-    assert!(o.status.success(), "{}", describe(&format!("{cmd:?}"), &o));
-    o.stdout
 }
 
 /// The manifest digest an OCI layout's index.json gives for tag 1.0.

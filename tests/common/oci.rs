@@ -92,22 +92,8 @@ impl Layout {
         .unwrap();
         std::fs::write(root.join("data/random.bin"), random_bytes(big, seed)).unwrap();
         let tar = work.join(format!("layer-{seed}.tar"));
-        run_ok(
-            Command::new("tar")
-                .args([
-                    "--sort=name",
-                    "--owner=0",
-                    "--group=0",
-                    "--numeric-owner",
-                    "--mtime=@0",
-                    "-C",
-                ])
-                .arg(&root)
-                .arg("-cf")
-                .arg(&tar)
-                .arg("."),
-        );
-        let plain = std::fs::read(&tar).unwrap();
+        let plain = reproducible_tar(&root);
+        std::fs::write(&tar, &plain).unwrap();
         let gz = run_ok_bytes(Command::new("gzip").args(["-n", "-c"]).arg(&tar));
         let n = gz.len();
         (self.blob(gz), n, sha256(&plain))
@@ -150,6 +136,24 @@ impl Layout {
         )
         .unwrap();
     }
+}
+
+/// A tar of `dir`'s contents that depends only on them: sorted, root-owned,
+/// timestamps at the epoch, so the same files always give the same digest.
+pub fn reproducible_tar(dir: &Path) -> Vec<u8> {
+    run_ok_bytes(
+        Command::new("tar")
+            .args([
+                "--sort=name",
+                "--owner=0",
+                "--group=0",
+                "--numeric-owner",
+                "--mtime=@0",
+                "-C",
+            ])
+            .arg(dir)
+            .args(["-cf", "-", "."]),
+    )
 }
 
 pub fn run_ok_bytes(cmd: &mut Command) -> Vec<u8> {
