@@ -43,6 +43,51 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+/// Parses RFC 3339 as Go writes it (`2026-11-22T21:14:20Z`, optionally
+/// with fractional seconds or a `+01:00` offset), as in distribution's
+/// `startedat` files. Fractions are dropped.
+pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    let b = s.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<u32>().ok();
+    let secs = unix_seconds(
+        i64::from(n(0..4)?),
+        n(5..7)?,
+        n(8..10)?,
+        n(11..13)?,
+        n(14..16)?,
+        n(17..19)?,
+    );
+    let mut rest = &s[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        rest = &frac[digits..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let (h, m) = rest.get(1..)?.split_once(':')?;
+            sign * (i64::from(h.parse::<u32>().ok()?) * 3600
+                + i64::from(m.parse::<u32>().ok()?) * 60)
+        }
+    };
+    let t = secs - offset;
+    Some(UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(t).ok()?))
+}
+
 /// A proleptic Gregorian UTC date and time to seconds since the epoch.
 pub fn unix_seconds(y: i64, m: u32, d: u32, hh: u32, mm: u32, ss: u32) -> i64 {
     let y = y - i64::from(m <= 2);
@@ -71,5 +116,10 @@ mod tests {
         assert_eq!(unix_seconds(2000, 2, 29, 0, 0, 0), 951_782_400);
         assert_eq!(unix_seconds(2026, 11, 18, 11, 6, 40), 1_795_000_000);
         assert_eq!(unix_seconds(1970, 1, 1, 0, 0, 0), 0);
+        let go = parse_rfc3339("2026-11-18T12:06:40.123456789+01:00").unwrap();
+        assert_eq!(go, t);
+        assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t));
+        assert_eq!(parse_rfc3339("2026-11-18 11:06:40Z"), None);
+        assert_eq!(parse_rfc3339("yesterday"), None);
     }
 }

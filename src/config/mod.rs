@@ -189,7 +189,7 @@ pub struct Maintenance {
 }
 
 /// distribution's defaults: on, purge uploads older than a week, every day.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default)]
 pub struct UploadPurging {
     pub enabled: bool,

@@ -8,6 +8,7 @@
 mod connection;
 mod idle;
 mod listen;
+mod maintenance;
 mod runtime;
 mod watchdog;
 
@@ -104,7 +105,15 @@ pub async fn run(
     log::info!("ready: {}", state.status());
     systemd::ready(&state.status());
     let watchdog = watchdog::spawn(probe);
-    serve(rx, state, watchdog).await
+    let purging = maintenance::spawn_upload_purging(
+        state.registry.clone(),
+        &state.config.storage.maintenance.uploadpurging,
+    );
+    let result = serve(rx, state, watchdog).await;
+    if let Some(p) = purging {
+        p.abort();
+    }
+    result
 }
 
 /// Takes the sockets systemd passed, or binds the configured addresses.
@@ -198,6 +207,9 @@ impl State {
         }
         if new.listeners().ok() != self.config.listeners().ok() {
             log::warn!("listeners changed; take effect on restart");
+        }
+        if new.storage.maintenance.uploadpurging != self.config.storage.maintenance.uploadpurging {
+            log::warn!("storage.maintenance.uploadpurging changed; takes effect on restart");
         }
         if new.privateregistry.limits != self.config.privateregistry.limits {
             log::warn!("privateregistry.limits changed; take effect on restart");

@@ -12,6 +12,7 @@ pub mod driver;
 pub mod error;
 pub mod manifests;
 pub mod paths;
+pub mod purge;
 pub mod referrers;
 pub mod tags;
 pub mod uploads;

@@ -93,6 +93,10 @@ pub fn referrer_link(name: &RepoName, subject: &Digest, referrer: &Digest) -> St
     )
 }
 
+pub fn uploads(name: &RepoName) -> String {
+    format!("{}/_uploads", repo(name))
+}
+
 pub fn upload(name: &RepoName, id: &str) -> String {
     format!("{}/_uploads/{id}", repo(name))
 }

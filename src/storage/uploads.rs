@@ -172,6 +172,18 @@ impl Registry {
         self.cancel_upload_locked(repo, id, &key).await
     }
 
+    /// Removes an upload whatever state it is in (data missing after a crash
+    /// included), waiting for a request that is appending to it.
+    pub async fn discard_upload(&self, repo: &RepoName, id: &str) -> Result<()> {
+        if !valid_id(id) {
+            return Ok(());
+        }
+        let key = format!("{repo}/{id}");
+        let session = self.uploads.get(&key);
+        let _guard = session.lock().await;
+        self.cancel_upload_locked(repo, id, &key).await
+    }
+
     async fn cancel_upload_locked(&self, repo: &RepoName, id: &str, key: &str) -> Result<()> {
         self.uploads.forget(key);
         self.remove(paths::upload(repo, id)).await?;
