@@ -136,7 +136,10 @@ impl StorageDriver for FilesystemDriver {
         let full = self.full(&path);
         Box::pin(blocking(path, move || {
             let m = fs::metadata(full)?;
-            Ok(FileInfo { size: m.len() })
+            Ok(FileInfo {
+                size: m.len(),
+                modified: m.modified()?,
+            })
         }))
     }
 
@@ -167,6 +170,23 @@ impl StorageDriver for FilesystemDriver {
                 fs::remove_file(&full)?;
             }
             sync_parent(&full)
+        }))
+    }
+
+    fn touch(&self, path: String) -> DriverFuture<'_, ()> {
+        let full = self.full(&path);
+        Box::pin(blocking(path, move || {
+            use nix::sys::stat::{UtimensatFlags, utimensat};
+            use nix::sys::time::TimeSpec;
+            // UTIME_NOW: the kernel's clock, the same one that stamps writes.
+            utimensat(
+                nix::fcntl::AT_FDCWD,
+                &full,
+                &TimeSpec::UTIME_OMIT,
+                &TimeSpec::UTIME_NOW,
+                UtimensatFlags::NoFollowSymlink,
+            )
+            .map_err(io::Error::from)
         }))
     }
 }
