@@ -1,0 +1,319 @@
+//! `private-registry garbage-collect` against real servers and the real
+//! binary: what it keeps (tagged images, multi-arch children, referrers,
+//! anything touched within the grace period) and what it removes.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// Runs a collection on the server's configuration and returns its output.
+fn gc(s: &Server, args: &[&str]) -> String {
+    run_ok(
+        Command::new(BIN)
+            .arg("garbage-collect")
+            .arg("--config")
+            .arg(&s.config)
+            .args(args),
+    )
+}
+
+fn blob_path(root: &Path, d: &str) -> PathBuf {
+    let hex = d.trim_start_matches("sha256:");
+    root.join("docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .join("data")
+}
+
+fn stored(s: &Server, d: &str) -> bool {
+    blob_path(&s.root, d).is_file()
+}
+
+fn layer_link(s: &Server, repo: &str, d: &str) -> PathBuf {
+    s.root
+        .join("docker/registry/v2/repositories")
+        .join(repo)
+        .join("_layers/sha256")
+        .join(d.trim_start_matches("sha256:"))
+        .join("link")
+}
+
+/// Pretends a blob was last written two hours ago.
+fn age(s: &Server, d: &str) {
+    run_ok(
+        Command::new("touch")
+            .args(["-m", "-d", "2 hours ago"])
+            .arg(blob_path(&s.root, d)),
+    );
+}
+
+fn mtime(s: &Server, d: &str) -> SystemTime {
+    std::fs::metadata(blob_path(&s.root, d))
+        .unwrap()
+        .modified()
+        .unwrap()
+}
+
+fn put_manifest(s: &Server, repo: &str, reference: &str, media_type: &str, body: &str) -> String {
+    let r = s
+        .req("PUT", &format!("/v2/{repo}/manifests/{reference}"))
+        .header("Content-Type", media_type)
+        .body(body.to_string())
+        .send();
+    assert_eq!(r.status, 201, "put manifest {reference}: {}", r.text());
+    sha256(body.as_bytes())
+}
+
+/// An image manifest with its own config and layer; returns (manifest body, config, layer).
+fn image(s: &Server, repo: &str, seed: &str, subject: Option<&str>) -> (String, String, String) {
+    let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":"{seed}"}}"#);
+    let layer = format!("layer-{seed}");
+    let c = push_blob(s, repo, config.as_bytes());
+    let l = push_blob(s, repo, layer.as_bytes());
+    let mut m = image_manifest(OCI_MANIFEST, (&c, config.len()), &[(&l, layer.len())]);
+    if let Some(subj) = subject {
+        m.pop();
+        m.push_str(&format!(
+            r#","subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{subj}","size":1}}}}"#
+        ));
+    }
+    (m, c, l)
+}
+
+fn manifest_status(s: &Server, repo: &str, reference: &str) -> u16 {
+    get_manifest(s, repo, reference).status
+}
+
+#[test]
+fn single_arch_dry_run_then_collect() {
+    let s = Server::start();
+    let kept = push_image(&s, "team/app", "1", "one");
+    let gone = push_image(&s, "team/app", "2", "two");
+    let gone_bytes = get_manifest(&s, "team/app", "2").json();
+    let gone_layer = gone_bytes["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let gone_config = gone_bytes["config"]["digest"].as_str().unwrap().to_string();
+    let r = s
+        .req("DELETE", &format!("/v2/team/app/manifests/{gone}"))
+        .send();
+    assert_eq!(r.status, 202, "{}", r.text());
+    let orphan = push_blob(&s, "team/app", b"never referenced");
+
+    let before = walk_files(&s.root);
+    let out = gc(&s, &["--dry-run", "--grace", "0s"]);
+    assert_eq!(
+        walk_files(&s.root),
+        before,
+        "--dry-run changed files:\n{out}"
+    );
+    for d in [&gone, &gone_layer, &gone_config, &orphan] {
+        assert!(
+            out.contains(&format!("would delete blob {d}")),
+            "{d} not listed:\n{out}"
+        );
+        assert!(stored(&s, d));
+    }
+    assert!(
+        out.contains("3 blobs marked, 4 blobs eligible for deletion"),
+        "{out}"
+    );
+
+    let out = gc(&s, &["--grace", "0s"]);
+    assert!(
+        out.contains("3 blobs marked, 4 blobs eligible for deletion"),
+        "{out}"
+    );
+    for d in [&gone, &gone_layer, &gone_config, &orphan] {
+        assert!(
+            out.contains(&format!("deleted blob {d}")),
+            "{d} not listed:\n{out}"
+        );
+        assert!(!stored(&s, d), "{d} still stored");
+        assert!(!layer_link(&s, "team/app", d).exists(), "link to {d} left");
+        let r = s.req("HEAD", &format!("/v2/team/app/blobs/{d}")).send();
+        assert_eq!(r.status, 404, "{d} still reported present");
+    }
+    let m = get_manifest(&s, "team/app", "1");
+    assert_eq!(m.status, 200);
+    assert_eq!(sha256(&m.body), kept);
+    for key in ["config", "layers"] {
+        let v = &m.json()[key];
+        let d = if key == "config" {
+            &v["digest"]
+        } else {
+            &v[0]["digest"]
+        };
+        let r = s
+            .req(
+                "GET",
+                &format!("/v2/team/app/blobs/{}", d.as_str().unwrap()),
+            )
+            .send();
+        assert_eq!(r.status, 200);
+        assert_eq!(sha256(&r.body), d.as_str().unwrap());
+    }
+    let a = audit_store(&s.root);
+    assert!(a.problems.is_empty(), "{:#?}", a.problems);
+    // Nothing left to collect.
+    assert!(gc(&s, &["--grace", "0s"]).contains("3 blobs marked, 0 blobs eligible"));
+}
+
+#[test]
+fn delete_untagged_keeps_multi_arch_children() {
+    let s = Server::start();
+    let repo = "multi";
+    let (amd, amd_c, amd_l) = image(&s, repo, "amd64", None);
+    let (arm, arm_c, arm_l) = image(&s, repo, "arm64", None);
+    let amd_d = put_manifest(&s, repo, &sha256(amd.as_bytes()), OCI_MANIFEST, &amd);
+    let arm_d = put_manifest(&s, repo, &sha256(arm.as_bytes()), OCI_MANIFEST, &arm);
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{amd_d}","size":{},"platform":{{"os":"linux","architecture":"amd64"}}}},{{"mediaType":"{OCI_MANIFEST}","digest":"{arm_d}","size":{},"platform":{{"os":"linux","architecture":"arm64"}}}}]}}"#,
+        amd.len(),
+        arm.len()
+    );
+    let index_d = put_manifest(&s, repo, "latest", OCI_INDEX, &index);
+    let (lone, lone_c, lone_l) = image(&s, repo, "untagged", None);
+    let lone_d = put_manifest(&s, repo, &sha256(lone.as_bytes()), OCI_MANIFEST, &lone);
+
+    let out = gc(&s, &["--delete-untagged", "--grace", "0s"]);
+    assert!(
+        out.contains(&format!("deleted manifest {repo}@{lone_d}")),
+        "{out}"
+    );
+    assert!(
+        !out.contains(&amd_d) && !out.contains(&arm_d),
+        "a child went:\n{out}"
+    );
+    assert!(
+        out.contains("7 blobs marked, 3 blobs eligible for deletion"),
+        "{out}"
+    );
+    for d in [&index_d, &amd_d, &arm_d] {
+        assert_eq!(manifest_status(&s, repo, d), 200, "{d}");
+    }
+    for d in [&amd_c, &amd_l, &arm_c, &arm_l] {
+        assert!(stored(&s, d), "{d}");
+    }
+    assert_eq!(manifest_status(&s, repo, &lone_d), 404);
+    for d in [&lone_d, &lone_c, &lone_l] {
+        assert!(!stored(&s, d), "{d} of the untagged manifest still stored");
+    }
+    let a = audit_store(&s.root);
+    assert!(a.problems.is_empty(), "{:#?}", a.problems);
+}
+
+#[test]
+fn referrers_stay_with_their_subject() {
+    let s = Server::start();
+    let repo = "signed";
+    let app = push_image(&s, repo, "1.0", "app");
+    let (sig, sig_c, sig_l) = image(&s, repo, "signature", Some(&app));
+    let sig_d = put_manifest(&s, repo, &sha256(sig.as_bytes()), OCI_MANIFEST, &sig);
+    // An untagged image with its own signature: both go.
+    let (old, _, _) = image(&s, repo, "old", None);
+    let old_d = put_manifest(&s, repo, &sha256(old.as_bytes()), OCI_MANIFEST, &old);
+    let (old_sig, old_sig_c, _) = image(&s, repo, "old-signature", Some(&old_d));
+    let old_sig_d = put_manifest(
+        &s,
+        repo,
+        &sha256(old_sig.as_bytes()),
+        OCI_MANIFEST,
+        &old_sig,
+    );
+
+    let out = gc(&s, &["--delete-untagged", "--grace", "0s"]);
+    for d in [&old_d, &old_sig_d] {
+        assert!(
+            out.contains(&format!("deleted manifest {repo}@{d}")),
+            "{d}:\n{out}"
+        );
+    }
+    assert!(
+        !out.contains(&sig_d),
+        "the kept image's signature went:\n{out}"
+    );
+    assert_eq!(manifest_status(&s, repo, &sig_d), 200);
+    for d in [&sig_c, &sig_l] {
+        assert!(stored(&s, d), "{d}");
+    }
+    assert!(!stored(&s, &old_sig_c));
+    let r = s.req("GET", &format!("/v2/{repo}/referrers/{app}")).send();
+    assert_eq!(r.status, 200);
+    let listed: Vec<String> = r.json()["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(listed, vec![sig_d.clone()]);
+    // Without --delete-untagged, untagged manifests and their blobs stay.
+    let (keep, keep_c, _) = image(&s, repo, "kept-untagged", None);
+    let keep_d = put_manifest(&s, repo, &sha256(keep.as_bytes()), OCI_MANIFEST, &keep);
+    gc(&s, &["--grace", "0s"]);
+    assert_eq!(manifest_status(&s, repo, &keep_d), 200);
+    assert!(stored(&s, &keep_c));
+}
+
+#[test]
+fn grace_period_keeps_what_is_new_or_just_referenced() {
+    let s = Server::start();
+    // Pushed just now (as if during a collection): kept by the default 1 h grace.
+    let fresh = push_blob(&s, "a", b"pushed during a collection");
+    // Unreferenced for two hours: goes.
+    let stale = push_blob(&s, "a", b"stale");
+    age(&s, &stale);
+    // Unreferenced for two hours, then mounted into another repository.
+    let mounted = push_blob(&s, "a", b"mounted later");
+    age(&s, &mounted);
+    let r = s
+        .req(
+            "POST",
+            &format!("/v2/b/blobs/uploads/?mount={mounted}&from=a"),
+        )
+        .send();
+    assert_eq!(r.status, 201, "{}", r.text());
+    // Unreferenced for two hours, then confirmed by a push's HEAD.
+    let headed = push_blob(&s, "a", b"confirmed by HEAD");
+    age(&s, &headed);
+    assert_eq!(
+        s.req("HEAD", &format!("/v2/a/blobs/{headed}"))
+            .send()
+            .status,
+        200
+    );
+    // Unreferenced for two hours, then uploaded again (already present).
+    let again = push_blob(&s, "a", b"uploaded again");
+    age(&s, &again);
+    push_blob(&s, "c", b"uploaded again");
+    let recent = SystemTime::now() - Duration::from_secs(600);
+    for d in [&mounted, &headed, &again] {
+        assert!(
+            mtime(&s, d) > recent,
+            "{d}: referencing it did not refresh its time"
+        );
+    }
+
+    let out = gc(&s, &[]);
+    assert!(
+        out.contains("0 blobs marked, 1 blobs eligible for deletion"),
+        "{out}"
+    );
+    assert!(out.contains(&format!("deleted blob {stale}")), "{out}");
+    assert!(!stored(&s, &stale));
+    for d in [&fresh, &mounted, &headed, &again] {
+        assert!(stored(&s, d), "{d} removed within the grace period:\n{out}");
+    }
+    assert_eq!(
+        s.req("HEAD", &format!("/v2/b/blobs/{mounted}"))
+            .send()
+            .status,
+        200
+    );
+}
