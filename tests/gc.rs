@@ -317,3 +317,98 @@ fn grace_period_keeps_what_is_new_or_just_referenced() {
         200
     );
 }
+
+/// Distribution's collector (Debian's `docker-registry`), dry, on `root`: its output.
+fn distribution_gc_dry_run(root: &Path) -> String {
+    let dir = TempDir::new("dist-gc");
+    let config = dir.0.join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n",
+            root.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new("docker-registry")
+        .args(["garbage-collect", "--dry-run"])
+        .arg(&config)
+        .output()
+        .expect("run docker-registry garbage-collect");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "docker-registry garbage-collect:\n{text}"
+    );
+    text
+}
+
+/// The digests on lines containing `marker`, each the last `sha256:` word.
+fn digests_after(out: &str, marker: &str) -> std::collections::BTreeSet<String> {
+    out.lines()
+        .filter(|l| l.contains(marker))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .rev()
+                .find(|w| w.starts_with("sha256:"))
+        })
+        .map(|w| {
+            w.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != ':')
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn marks_what_distribution_marks() {
+    if lacks_tools("marks_what_distribution_marks", &["docker-registry"]) {
+        return;
+    }
+    let s = Server::start();
+    push_image(&s, "team/app", "1", "one");
+    let gone = push_image(&s, "team/app", "2", "two");
+    assert_eq!(
+        s.req("DELETE", &format!("/v2/team/app/manifests/{gone}"))
+            .send()
+            .status,
+        202
+    );
+    push_blob(&s, "team/app", b"orphan");
+    let (amd, _, _) = image(&s, "multi", "amd64", None);
+    let amd_d = put_manifest(&s, "multi", &sha256(amd.as_bytes()), OCI_MANIFEST, &amd);
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{amd_d}","size":{}}}]}}"#,
+        amd.len()
+    );
+    put_manifest(&s, "multi", "latest", OCI_INDEX, &index);
+    let app = get_manifest(&s, "team/app", "1");
+    let (sig, _, _) = image(&s, "team/app", "sig", Some(&sha256(&app.body)));
+    put_manifest(&s, "team/app", &sha256(sig.as_bytes()), OCI_MANIFEST, &sig);
+
+    let theirs = distribution_gc_dry_run(&s.root);
+    let ours = gc(&s, &["--dry-run", "--grace", "0s"]);
+    // "N blobs marked, M blobs ..." in both (distribution adds "and K manifests").
+    let summary = |out: &str| -> Option<(u64, u64)> {
+        let l = out.lines().find(|l| l.contains("blobs marked, "))?;
+        let l = &l[l.find(|c: char| c.is_ascii_digit())?..];
+        let (marked, rest) = l.split_once(" blobs marked, ")?;
+        let eligible = rest.split_whitespace().next()?;
+        Some((marked.parse().ok()?, eligible.parse().ok()?))
+    };
+    assert_eq!(summary(&ours), Some((10, 4)), "{ours}");
+    assert_eq!(
+        summary(&ours),
+        summary(&theirs),
+        "ours:\n{ours}\ntheirs:\n{theirs}"
+    );
+    assert_eq!(
+        digests_after(&ours, "would delete blob"),
+        digests_after(&theirs, "eligible for deletion:"),
+        "ours:\n{ours}\ntheirs:\n{theirs}"
+    );
+    assert_eq!(digests_after(&ours, "would delete blob").len(), 4, "{ours}");
+}
