@@ -412,3 +412,45 @@ fn marks_what_distribution_marks() {
     );
     assert_eq!(digests_after(&ours, "would delete blob").len(), 4, "{ours}");
 }
+
+#[test]
+fn blobs_a_killed_collection_set_aside_are_put_back_and_judged_again() {
+    let s = Server::start();
+    let m = push_image(&s, "team/app", "1", "one");
+    let layer = get_manifest(&s, "team/app", "1").json()["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let orphan = push_blob(&s, "team/app", b"orphan");
+    // As a collection leaves them when killed between moving aside and deciding.
+    let aside = s.root.join("docker/registry/v2/_quarantine");
+    std::fs::create_dir_all(&aside).unwrap();
+    for d in [&layer, &orphan] {
+        let hex = d.trim_start_matches("sha256:");
+        let dir = blob_path(&s.root, d).parent().unwrap().to_path_buf();
+        std::fs::rename(&dir, aside.join(format!("sha256-{hex}-0123456789abcdef"))).unwrap();
+    }
+    assert_eq!(
+        s.req("GET", &format!("/v2/team/app/blobs/{layer}"))
+            .send()
+            .status,
+        404
+    );
+
+    let before = walk_files(&s.root);
+    gc(&s, &["--dry-run", "--grace", "0s"]);
+    assert_eq!(walk_files(&s.root), before, "--dry-run changed files");
+
+    let out = gc(&s, &["--grace", "0s"]);
+    assert!(out.contains("put back 2 blobs"), "{out}");
+    assert!(out.contains(&format!("deleted blob {orphan}")), "{out}");
+    assert!(!out.contains(&layer), "{out}");
+    let r = s.req("GET", &format!("/v2/team/app/blobs/{layer}")).send();
+    assert_eq!(r.status, 200);
+    assert_eq!(sha256(&r.body), layer);
+    assert_eq!(sha256(&get_manifest(&s, "team/app", &m).body), m);
+    assert!(!stored(&s, &orphan));
+    assert_eq!(std::fs::read_dir(&aside).unwrap().count(), 0, "left aside");
+    let a = audit_store(&s.root);
+    assert!(a.problems.is_empty() && a.strays.is_empty(), "{a:#?}");
+}

@@ -63,6 +63,12 @@ pub fn run_command(args: &GcArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if report.recovered > 0 {
+        println!(
+            "put back {} blobs an interrupted collection had set aside",
+            report.recovered
+        );
+    }
     let verb = if args.dry_run {
         "would delete"
     } else {

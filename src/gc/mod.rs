@@ -25,12 +25,16 @@
 //! once are safe for the same reason; removing what the other already
 //! removed is not an error.
 //!
-//! Remaining window, documented rather than hidden: between the collector
-//! re-reading a blob's time and removing it (one stat, then one delete) a
-//! request could touch and link that very blob; it must be a blob that was
-//! unreferenced and untouched for the whole grace period until that
-//! instant. A blob re-pushed later is stored again; a manifest naming a blob
-//! that is gone is refused at put time.
+//! Closing the last window: a blob is removed by first moving its directory
+//! aside (`_quarantine/`, one rename) and reading its time again there. A
+//! request that touched it before the rename shows up, and the blob is put
+//! back; a request after the rename finds it gone, so its touch fails and it
+//! answers "unknown" instead of linking a blob that is about to vanish.
+//! Whatever a killed collection left aside is put back by the next one and
+//! judged afresh. Untagged manifests are removed by re-reading their link's
+//! time and then deleting it (no quarantine yet): a request would have to
+//! reference that very manifest, untouched for the whole grace period, in
+//! the instant between the two.
 //!
 //! `_layers` links of swept blobs are removed too (distribution leaves them),
 //! each re-written if the blob's bytes are back by then.
@@ -69,6 +73,8 @@ pub struct Report {
     pub manifests_deleted: Vec<(RepoName, Digest)>,
     pub blobs_deleted: Vec<Digest>,
     pub links_removed: usize,
+    /// Blobs a killed collection had set aside, put back to be judged again.
+    pub recovered: usize,
 }
 
 /// A repository as the collection started to see it.
@@ -104,6 +110,9 @@ pub async fn collect(reg: &Registry, opts: &Options) -> Result<Report, GcError> 
         .checked_sub(opts.grace)
         .unwrap_or(SystemTime::UNIX_EPOCH);
     let mut report = Report::default();
+    if !opts.dry_run {
+        report.recovered = reg.recover_quarantine().await?;
+    }
     let mut manifests = Manifests::default();
     let mut repos = vec![];
     for name in reg.all_repositories().await? {

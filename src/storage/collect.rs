@@ -3,6 +3,7 @@
 //! re-check a blob's modification time immediately before deleting it. The
 //! policy (what to keep, the grace period) lives in `crate::gc`.
 
+use super::driver::DriverError;
 use super::{Registry, Result, error::optional, paths};
 use crate::digest::Digest;
 use crate::names::{RepoName, Tag};
@@ -78,17 +79,74 @@ impl Registry {
         Ok(optional(self.driver.stat(paths::blob_data(d)).await)?.map(|i| i.modified))
     }
 
-    /// Removes a blob's bytes if they were last modified before `cutoff`,
-    /// looking at the time again just before. Returns whether it removed
-    /// them; a blob already gone (another collection) is not an error.
+    /// Removes a blob's bytes if they were last modified before `cutoff`.
+    /// The blob's directory is first moved aside in one rename and its time
+    /// read again there: a request that touched it before the rename shows up
+    /// (and the blob is put back); one after the rename finds it gone and
+    /// fails as unknown. Returns whether it removed the bytes; a blob already
+    /// gone (another collection) is not an error.
     pub async fn delete_blob_if_older(&self, d: &Digest, cutoff: SystemTime) -> Result<bool> {
         match self.blob_modified(d).await? {
             Some(m) if m < cutoff => {}
             _ => return Ok(false),
         }
-        let data = paths::blob_data(d);
-        let dir = data.strip_suffix("/data").expect("blob paths end in /data");
-        self.remove(dir.to_string()).await
+        let aside = paths::quarantine_entry(d, &super::tags::random_id());
+        let moved = self.driver.move_to(paths::blob_dir(d), aside.clone()).await;
+        if optional(moved)?.is_none() {
+            return Ok(false);
+        }
+        let modified = optional(self.driver.stat(format!("{aside}/data")).await)?;
+        match modified {
+            // Put back meanwhile by another collection's recovery.
+            None => Ok(false),
+            Some(i) if i.modified >= cutoff => {
+                self.put_back(&aside, d).await?;
+                Ok(false)
+            }
+            Some(_) => self.remove(aside).await,
+        }
+    }
+
+    /// Moves a blob set aside back into place. If it is already back (pushed
+    /// again, or put back by another collection) the copy aside goes.
+    async fn put_back(&self, aside: &str, d: &Digest) -> Result<()> {
+        match self
+            .driver
+            .move_to(aside.to_string(), paths::blob_dir(d))
+            .await
+        {
+            Ok(()) | Err(DriverError::NotFound(_)) => Ok(()),
+            Err(e) => {
+                if self.stored_blob_size(d).await?.is_some() {
+                    self.remove(aside.to_string()).await?;
+                    Ok(())
+                } else {
+                    Err(e.into())
+                }
+            }
+        }
+    }
+
+    /// Puts back every blob a collection set aside and did not finish with
+    /// (it was killed in between); a collection decides about it afresh.
+    /// Returns how many it put back.
+    pub async fn recover_quarantine(&self) -> Result<usize> {
+        let mut n = 0;
+        for name in self.list(paths::quarantine()).await? {
+            let mut parts = name.splitn(3, '-');
+            let (Some(alg), Some(hex)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let Ok(d) = format!("{alg}:{hex}").parse::<Digest>() else {
+                continue;
+            };
+            let aside = format!("{}/{name}", paths::quarantine());
+            if paths::quarantine_entry(&d, parts.next().unwrap_or("")) == aside {
+                self.put_back(&aside, &d).await?;
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// Removes a manifest revision from `repo` if its link was last written

@@ -93,6 +93,26 @@ pub fn referrer_link(name: &RepoName, subject: &Digest, referrer: &Digest) -> St
     )
 }
 
+/// Where garbage collection moves a blob's directory aside, in one rename,
+/// before deciding to delete it. Outside `blobs/` and `repositories/`, so
+/// neither we nor distribution ever serve or enumerate it. Entry names are
+/// `<algorithm>-<hex>-<random>`, enough to put a blob back.
+pub fn quarantine() -> String {
+    format!("{ROOT}/_quarantine")
+}
+
+pub fn quarantine_entry(d: &Digest, id: &str) -> String {
+    format!("{}/{}-{}-{id}", quarantine(), d.algorithm().name(), d.hex())
+}
+
+/// The directory holding a blob's `data`, removed whole with it.
+pub fn blob_dir(d: &Digest) -> String {
+    let data = blob_data(d);
+    data.strip_suffix("/data")
+        .expect("blob paths end in /data")
+        .to_string()
+}
+
 pub fn upload(name: &RepoName, id: &str) -> String {
     format!("{}/_uploads/{id}", repo(name))
 }
