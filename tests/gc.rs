@@ -454,3 +454,125 @@ fn blobs_a_killed_collection_set_aside_are_put_back_and_judged_again() {
     let a = audit_store(&s.root);
     assert!(a.problems.is_empty() && a.strays.is_empty(), "{a:#?}");
 }
+
+/// Pushes an image whose layers come from `pool`, the way a client does:
+/// HEAD each blob and upload only what is missing. `None` if the registry
+/// refused the manifest (a layer vanished between HEAD and put), which a
+/// client retries; `Some(digest)` once acknowledged.
+fn push_sharing(s: &Server, repo: &str, tag: &str, seed: u64, pool: &[Vec<u8>]) -> Option<String> {
+    let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":{seed}}}"#);
+    let picks = [
+        &pool[seed as usize % pool.len()],
+        &pool[(seed as usize / 2 + 1) % pool.len()],
+    ];
+    let mut layers = vec![];
+    for data in picks {
+        let d = sha256(data);
+        if s.req("HEAD", &format!("/v2/{repo}/blobs/{d}"))
+            .send()
+            .status
+            != 200
+        {
+            push_blob(s, repo, data);
+        }
+        layers.push((d, data.len()));
+    }
+    let c = push_blob(s, repo, config.as_bytes());
+    let layer_refs: Vec<(&str, usize)> = layers.iter().map(|(d, n)| (d.as_str(), *n)).collect();
+    let m = image_manifest(OCI_MANIFEST, (&c, config.len()), &layer_refs);
+    let r = s
+        .req("PUT", &format!("/v2/{repo}/manifests/{tag}"))
+        .header("Content-Type", OCI_MANIFEST)
+        .body(m.clone())
+        .send();
+    match r.status {
+        201 => Some(sha256(m.as_bytes())),
+        400 if r.code() == "MANIFEST_BLOB_UNKNOWN" => None,
+        _ => panic!("push {tag}: {} {}", r.status, r.text()),
+    }
+}
+
+/// Every blob of the manifest `tag` names reads back with its digest.
+fn pulls_completely(s: &Server, repo: &str, tag: &str, digest: &str) {
+    let m = get_manifest(s, repo, tag);
+    assert_eq!(m.status, 200, "{tag}: {}", m.text());
+    assert_eq!(sha256(&m.body), digest, "{tag}");
+    let v = m.json();
+    let mut blobs = vec![v["config"]["digest"].as_str().unwrap().to_string()];
+    for l in v["layers"].as_array().unwrap() {
+        blobs.push(l["digest"].as_str().unwrap().to_string());
+    }
+    for d in blobs {
+        let r = s.req("GET", &format!("/v2/{repo}/blobs/{d}")).send();
+        assert_eq!(r.status, 200, "{tag}: blob {d} lost");
+        assert_eq!(sha256(&r.body), d, "{tag}: blob {d} corrupt");
+    }
+}
+
+#[test]
+fn pushes_and_deletes_while_collections_run() {
+    let s = Server::start();
+    let seed = time_seed();
+    eprintln!("TEST_SEED={seed}");
+    let pool: Vec<Vec<u8>> = (0..3)
+        .map(|i| random_bytes(20_000 + i * 7, seed ^ i as u64))
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let collector = {
+        let (config, stop) = (s.config.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let (mut runs, mut deleted) = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let out = run_ok(
+                    Command::new(BIN)
+                        .arg("garbage-collect")
+                        .arg("--config")
+                        .arg(&config)
+                        .args(["--delete-untagged", "--grace", "1s"]),
+                );
+                deleted += out.matches("deleted blob").count();
+                runs += 1;
+            }
+            (runs, deleted)
+        })
+    };
+    let repo = "busy";
+    let mut live: Option<(String, String)> = None;
+    let (mut acknowledged, mut refused) = (0, 0);
+    let until = std::time::Instant::now() + Duration::from_secs(8);
+    let mut i = 0u64;
+    while std::time::Instant::now() < until {
+        i += 1;
+        // The previous image, pulled after collections ran, then deleted: its
+        // layers are unreferenced until the next push reuses them (HEAD, skip
+        // the upload, put the manifest) while collections keep running.
+        if let Some((tag, d)) = live.take() {
+            std::thread::sleep(Duration::from_millis(100));
+            pulls_completely(&s, repo, &tag, &d);
+            let r = s.req("DELETE", &format!("/v2/{repo}/manifests/{d}")).send();
+            assert_eq!(r.status, 202, "{}", r.text());
+        }
+        let tag = format!("v{i}");
+        match push_sharing(&s, repo, &tag, seed.wrapping_add(i), &pool) {
+            Some(d) => {
+                acknowledged += 1;
+                live = Some((tag, d));
+            }
+            None => refused += 1,
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (runs, deleted) = collector.join().unwrap();
+    eprintln!(
+        "{acknowledged} pushes acknowledged, {refused} refused, {runs} collections deleted {deleted} blobs"
+    );
+    assert!(acknowledged > 10 && runs > 2 && deleted > 0);
+    if let Some((tag, d)) = &live {
+        pulls_completely(&s, repo, tag, d);
+        // And once more after a final collection with no grace at all.
+        gc(&s, &["--delete-untagged", "--grace", "0s"]);
+        pulls_completely(&s, repo, tag, d);
+    }
+    let a = audit_store(&s.root);
+    assert!(a.problems.is_empty(), "{:#?}", a.problems);
+}
