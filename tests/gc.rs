@@ -576,3 +576,56 @@ fn pushes_and_deletes_while_collections_run() {
     let a = audit_store(&s.root);
     assert!(a.problems.is_empty(), "{:#?}", a.problems);
 }
+
+#[test]
+fn manifests_a_killed_collection_set_aside_are_put_back_and_judged_again() {
+    let s = Server::start();
+    let repo = "multi";
+    let (amd, amd_c, amd_l) = image(&s, repo, "amd64", None);
+    let amd_d = put_manifest(&s, repo, &sha256(amd.as_bytes()), OCI_MANIFEST, &amd);
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{amd_d}","size":{}}}]}}"#,
+        amd.len()
+    );
+    put_manifest(&s, repo, "latest", OCI_INDEX, &index);
+    let (lone, lone_c, _) = image(&s, repo, "untagged", None);
+    let lone_d = put_manifest(&s, repo, &sha256(lone.as_bytes()), OCI_MANIFEST, &lone);
+    // As a collection leaves them when killed between moving aside and deciding.
+    let manifests = s
+        .root
+        .join(format!("docker/registry/v2/repositories/{repo}/_manifests"));
+    let aside = manifests.join("_quarantine");
+    std::fs::create_dir_all(&aside).unwrap();
+    for d in [&amd_d, &lone_d] {
+        let hex = d.trim_start_matches("sha256:");
+        std::fs::rename(
+            manifests.join("revisions/sha256").join(hex),
+            aside.join(format!("sha256-{hex}-0123456789abcdef")),
+        )
+        .unwrap();
+    }
+    assert_eq!(manifest_status(&s, repo, &amd_d), 404);
+
+    let before = walk_files(&s.root);
+    let out = gc(&s, &["--dry-run", "--delete-untagged", "--grace", "0s"]);
+    assert_eq!(walk_files(&s.root), before, "--dry-run changed files");
+    // While aside (another collection may put them back), they and their blobs are kept.
+    assert!(!out.contains(&amd_d) && !out.contains(&lone_d), "{out}");
+
+    let out = gc(&s, &["--delete-untagged", "--grace", "0s"]);
+    assert!(out.contains("put back 2 "), "{out}");
+    assert!(
+        out.contains(&format!("deleted manifest {repo}@{lone_d}")),
+        "{out}"
+    );
+    assert!(!out.contains(&amd_d), "{out}");
+    assert_eq!(manifest_status(&s, repo, &amd_d), 200);
+    for d in [&amd_c, &amd_l] {
+        assert!(stored(&s, d), "{d}");
+    }
+    assert_eq!(manifest_status(&s, repo, &lone_d), 404);
+    assert!(!stored(&s, &lone_c));
+    assert_eq!(std::fs::read_dir(&aside).unwrap().count(), 0, "left aside");
+    let a = audit_store(&s.root);
+    assert!(a.problems.is_empty() && a.strays.is_empty(), "{a:#?}");
+}

@@ -65,7 +65,7 @@ pub fn run_command(args: &GcArgs) -> ExitCode {
     };
     if report.recovered > 0 {
         println!(
-            "put back {} blobs an interrupted collection had set aside",
+            "put back {} blobs and manifests an interrupted collection had set aside",
             report.recovered
         );
     }

@@ -25,16 +25,17 @@
 //! once are safe for the same reason; removing what the other already
 //! removed is not an error.
 //!
-//! Closing the last window: a blob is removed by first moving its directory
-//! aside (`_quarantine/`, one rename) and reading its time again there. A
-//! request that touched it before the rename shows up, and the blob is put
-//! back; a request after the rename finds it gone, so its touch fails and it
-//! answers "unknown" instead of linking a blob that is about to vanish.
+//! Closing the last window: a blob or an untagged manifest revision is
+//! removed by first moving its directory aside (`_quarantine/`, one rename)
+//! and reading its time again there. A request that touched it before the
+//! rename shows up, and it is put back (a manifest only after everything it
+//! needs has been touched too); a request after the rename finds it gone, so
+//! its touch fails and it answers "unknown" instead of linking something that
+//! is about to vanish. A collection lists a repository's revisions and then
+//! what another collection has set aside there, and keeps both, so one that
+//! is put back in between was touched with all it needs before that.
 //! Whatever a killed collection left aside is put back by the next one and
-//! judged afresh. Untagged manifests are removed by re-reading their link's
-//! time and then deleting it (no quarantine yet): a request would have to
-//! reference that very manifest, untouched for the whole grace period, in
-//! the instant between the two.
+//! judged afresh.
 //!
 //! `_layers` links of swept blobs are removed too (distribution leaves them),
 //! each re-written if the blob's bytes are back by then.
@@ -73,7 +74,7 @@ pub struct Report {
     pub manifests_deleted: Vec<(RepoName, Digest)>,
     pub blobs_deleted: Vec<Digest>,
     pub links_removed: usize,
-    /// Blobs a killed collection had set aside, put back to be judged again.
+    /// Blobs and revisions a killed collection had set aside, put back to be judged again.
     pub recovered: usize,
 }
 
@@ -82,6 +83,9 @@ struct Repo {
     name: RepoName,
     revisions: HashMap<Digest, SystemTime>,
     tags: Vec<Digest>,
+    /// Revisions another collection had set aside when this one looked:
+    /// kept, with all they reference, since it may put them back.
+    aside: Vec<Digest>,
 }
 
 /// References of stored manifests, read once per digest.
@@ -116,6 +120,12 @@ pub async fn collect(reg: &Registry, opts: &Options) -> Result<Report, GcError> 
     let mut manifests = Manifests::default();
     let mut repos = vec![];
     for name in reg.all_repositories().await? {
+        if !opts.dry_run {
+            for (d, aside) in reg.revisions_aside(&name).await? {
+                reg.put_revision_back(&name, &d, &aside).await?;
+                report.recovered += 1;
+            }
+        }
         let revisions = reg
             .revisions(&name)
             .await?
@@ -123,10 +133,15 @@ pub async fn collect(reg: &Registry, opts: &Options) -> Result<Report, GcError> 
             .map(|r| (r.digest, r.modified))
             .collect();
         let tags = reg.tag_targets(&name).await?;
+        // Listed after the revisions: a revision put back in between was
+        // touched, with all it references, before it was put back.
+        let aside = reg.revisions_aside(&name).await?;
+        let aside = aside.into_iter().map(|(d, _)| d).collect();
         repos.push(Repo {
             name,
             revisions,
             tags,
+            aside,
         });
     }
     if opts.delete_untagged {
@@ -174,7 +189,7 @@ async fn delete_untagged(
     report: &mut Report,
 ) -> Result<(), GcError> {
     let mut graph = untagged::Graph::new();
-    for d in repo.revisions.keys() {
+    for d in repo.revisions.keys().chain(&repo.aside) {
         graph.insert(d.clone(), manifests.get(reg, d).await?.cloned());
     }
     let fresh = repo
@@ -183,18 +198,15 @@ async fn delete_untagged(
         .filter(|(_, m)| **m >= cutoff)
         .map(|(d, _)| d);
     let mut kept = HashSet::new();
-    untagged::keep_closure(&graph, repo.tags.iter().chain(fresh), &mut kept);
+    let roots = repo.tags.iter().chain(fresh).chain(&repo.aside);
+    untagged::keep_closure(&graph, roots, &mut kept);
     for d in untagged::deletion_order(&graph, &kept) {
         if kept.contains(&d) {
             continue;
         }
         let subject = graph[&d].as_ref().and_then(|r| r.subject.clone());
-        let deleted = if opts.dry_run {
-            true
-        } else {
-            reg.delete_revision_if_older(&repo.name, &d, subject.as_ref(), cutoff)
-                .await?
-        };
+        let deleted = opts.dry_run
+            || remove_revision(reg, repo, &d, subject.as_ref(), cutoff, &graph, manifests).await?;
         if deleted {
             repo.revisions.remove(&d);
             report.manifests_deleted.push((repo.name.clone(), d));
@@ -204,6 +216,54 @@ async fn delete_untagged(
         }
     }
     Ok(())
+}
+
+/// Removes an untagged revision if its link is older than `cutoff`, moving
+/// it aside first and reading its time there (see the module doc). One
+/// touched meanwhile goes back, but only after everything it needs (its
+/// blobs, children and referrers, recursively) has been touched too, so a
+/// collection that did not see it still keeps all of that.
+async fn remove_revision(
+    reg: &Registry,
+    repo: &Repo,
+    d: &Digest,
+    subject: Option<&Digest>,
+    cutoff: SystemTime,
+    graph: &untagged::Graph,
+    manifests: &mut Manifests,
+) -> Result<bool, GcError> {
+    if !reg
+        .revision_modified(&repo.name, d)
+        .await?
+        .is_some_and(|m| m < cutoff)
+    {
+        return Ok(false);
+    }
+    let Some((aside, modified)) = reg.set_revision_aside(&repo.name, d).await? else {
+        return Ok(false);
+    };
+    match modified {
+        // Put back meanwhile by another collection.
+        None => Ok(false),
+        Some(m) if m >= cutoff => {
+            let mut needed = HashSet::new();
+            untagged::keep_closure(graph, [d], &mut needed);
+            for n in &needed {
+                reg.refresh_blob(n).await?;
+                if n != d {
+                    reg.refresh_revision(&repo.name, n).await?;
+                }
+                if let Some(r) = manifests.get(reg, n).await? {
+                    for b in r.blobs.clone() {
+                        reg.refresh_blob(&b).await?;
+                    }
+                }
+            }
+            reg.put_revision_back(&repo.name, d, &aside).await?;
+            Ok(false)
+        }
+        Some(_) => Ok(reg.discard_revision(&repo.name, d, aside, subject).await?),
+    }
 }
 
 /// Every blob reachable from the remaining revisions: the manifests
@@ -216,7 +276,7 @@ async fn mark(
     let mut marked = HashSet::new();
     let mut stack: Vec<Digest> = repos
         .iter()
-        .flat_map(|r| r.revisions.keys().cloned())
+        .flat_map(|r| r.revisions.keys().chain(&r.aside).cloned())
         .collect();
     while let Some(d) = stack.pop() {
         if !marked.insert(d.clone()) {

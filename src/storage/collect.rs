@@ -149,26 +149,97 @@ impl Registry {
         Ok(n)
     }
 
-    /// Removes a manifest revision from `repo` if its link was last written
-    /// or touched before `cutoff` (looked at again just before), together
-    /// with its entry in our referrers index. Returns whether it removed it.
-    pub async fn delete_revision_if_older(
+    /// When a revision's link was last written or touched; `None` if absent.
+    pub async fn revision_modified(
         &self,
         repo: &RepoName,
         d: &Digest,
-        subject: Option<&Digest>,
-        cutoff: SystemTime,
-    ) -> Result<bool> {
+    ) -> Result<Option<SystemTime>> {
         let link = paths::revision_link(repo, d);
-        match optional(self.driver.stat(link.clone()).await)? {
-            Some(i) if i.modified < cutoff => {}
-            _ => return Ok(false),
+        Ok(optional(self.driver.stat(link).await)?.map(|i| i.modified))
+    }
+
+    /// Touches a revision's link, as a reference to it does; false if absent.
+    pub async fn refresh_revision(&self, repo: &RepoName, d: &Digest) -> Result<bool> {
+        let link = paths::revision_link(repo, d);
+        Ok(optional(self.driver.touch(link).await)?.is_some())
+    }
+
+    /// Moves a revision aside in one rename and returns when its link was
+    /// last touched, read there: a request that touched it before the move
+    /// shows up; one after it finds the revision gone. `None` if it was
+    /// already gone. The caller then puts it back or discards it.
+    pub async fn set_revision_aside(
+        &self,
+        repo: &RepoName,
+        d: &Digest,
+    ) -> Result<Option<(String, Option<SystemTime>)>> {
+        let aside = paths::revision_quarantine_entry(repo, d, &super::tags::random_id());
+        let moved = self
+            .driver
+            .move_to(paths::revision_dir(repo, d), aside.clone())
+            .await;
+        if optional(moved)?.is_none() {
+            return Ok(None);
         }
-        let removed = self.remove_link(link).await?;
+        let info = optional(self.driver.stat(format!("{aside}/link")).await)?;
+        Ok(Some((aside, info.map(|i| i.modified))))
+    }
+
+    /// Moves a revision set aside back; if it is back already, the copy aside goes.
+    pub async fn put_revision_back(&self, repo: &RepoName, d: &Digest, aside: &str) -> Result<()> {
+        match self
+            .driver
+            .move_to(aside.to_string(), paths::revision_dir(repo, d))
+            .await
+        {
+            Ok(()) | Err(DriverError::NotFound(_)) => Ok(()),
+            Err(e) => {
+                if self.revision_modified(repo, d).await?.is_some() {
+                    self.remove(aside.to_string()).await?;
+                    Ok(())
+                } else {
+                    Err(e.into())
+                }
+            }
+        }
+    }
+
+    /// Deletes a revision set aside, with its entry in our referrers index.
+    /// Returns false if it was no longer there (put back by another collection).
+    pub async fn discard_revision(
+        &self,
+        repo: &RepoName,
+        d: &Digest,
+        aside: String,
+        subject: Option<&Digest>,
+    ) -> Result<bool> {
+        if !self.remove(aside).await? {
+            return Ok(false);
+        }
         if let Some(s) = subject {
             self.remove_link(paths::referrer_link(repo, s, d)).await?;
         }
-        Ok(removed)
+        Ok(true)
+    }
+
+    /// Revisions of `repo` another collection has set aside right now.
+    pub async fn revisions_aside(&self, repo: &RepoName) -> Result<Vec<(Digest, String)>> {
+        let dir = paths::revision_quarantine(repo);
+        let mut out = vec![];
+        for name in self.list(dir.clone()).await? {
+            let mut parts = name.splitn(3, '-');
+            let (Some(alg), Some(hex), Some(id)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            if let Ok(d) = format!("{alg}:{hex}").parse::<Digest>()
+                && paths::revision_quarantine_entry(repo, &d, id) == format!("{dir}/{name}")
+            {
+                out.push((d, format!("{dir}/{name}")));
+            }
+        }
+        Ok(out)
     }
 
     /// Removes `repo`'s `_layers` link to a blob whose bytes are gone. If the
