@@ -232,11 +232,8 @@ async fn remove_revision(
     graph: &untagged::Graph,
     manifests: &mut Manifests,
 ) -> Result<bool, GcError> {
-    if !reg
-        .revision_modified(&repo.name, d)
-        .await?
-        .is_some_and(|m| m < cutoff)
-    {
+    let modified = reg.revision_modified(&repo.name, d).await?;
+    if modified.is_none_or(|m| m >= cutoff) {
         return Ok(false);
     }
     let Some((aside, modified)) = reg.set_revision_aside(&repo.name, d).await? else {
