@@ -629,3 +629,130 @@ fn manifests_a_killed_collection_set_aside_are_put_back_and_judged_again() {
     let a = audit_store(&s.root);
     assert!(a.problems.is_empty() && a.strays.is_empty(), "{a:#?}");
 }
+
+/// Pushes an index tagged `tag` over untagged children from `children`
+/// (each pushed, with its blobs, only if the registry no longer has it),
+/// as a multi-arch push does. `None` if the registry refused the index.
+fn push_index(s: &Server, repo: &str, tag: &str, children: &[String]) -> Option<String> {
+    let mut entries = vec![];
+    for body in children {
+        let d = sha256(body.as_bytes());
+        if manifest_status(s, repo, &d) != 200 {
+            let m: serde_json::Value = serde_json::from_str(body).unwrap();
+            let seed = m["annotations"]["seed"].as_str().unwrap();
+            push_blob(s, repo, format!("config-{seed}").as_bytes());
+            push_blob(s, repo, format!("layer-{seed}").as_bytes());
+            let r = s
+                .req("PUT", &format!("/v2/{repo}/manifests/{d}"))
+                .header("Content-Type", OCI_MANIFEST)
+                .body(body.clone())
+                .send();
+            if r.status == 400 && r.code() == "MANIFEST_BLOB_UNKNOWN" {
+                return None;
+            }
+            assert_eq!(r.status, 201, "child: {}", r.text());
+        }
+        entries.push(format!(
+            r#"{{"mediaType":"{OCI_MANIFEST}","digest":"{d}","size":{}}}"#,
+            body.len()
+        ));
+    }
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","annotations":{{"tag":"{tag}"}},"manifests":[{}]}}"#,
+        entries.join(",")
+    );
+    let r = s
+        .req("PUT", &format!("/v2/{repo}/manifests/{tag}"))
+        .header("Content-Type", OCI_INDEX)
+        .body(index.clone())
+        .send();
+    match r.status {
+        201 => Some(sha256(index.as_bytes())),
+        400 if r.code() == "MANIFEST_BLOB_UNKNOWN" => None,
+        _ => panic!("index {tag}: {} {}", r.status, r.text()),
+    }
+}
+
+#[test]
+fn multi_arch_pushes_reuse_untagged_children_while_collections_run() {
+    let s = Server::start();
+    let repo = "fleet";
+    let children: Vec<String> = ["amd64", "arm64", "s390x"]
+        .iter()
+        .map(|seed| {
+            let (c, l) = (format!("config-{seed}"), format!("layer-{seed}"));
+            let mut m = image_manifest(
+                OCI_MANIFEST,
+                (&sha256(c.as_bytes()), c.len()),
+                &[(&sha256(l.as_bytes()), l.len())],
+            );
+            m.pop();
+            m.push_str(&format!(r#","annotations":{{"seed":"{seed}"}}}}"#));
+            m
+        })
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let collector = {
+        let (config, stop) = (s.config.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let (mut runs, mut deleted) = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let out = run_ok(
+                    Command::new(BIN)
+                        .arg("garbage-collect")
+                        .arg("--config")
+                        .arg(&config)
+                        .args(["--delete-untagged", "--grace", "1s"]),
+                );
+                deleted += out.matches("deleted manifest").count();
+                runs += 1;
+            }
+            (runs, deleted)
+        })
+    };
+    let mut live: Option<(String, String)> = None;
+    let (mut acknowledged, mut refused) = (0, 0);
+    let until = std::time::Instant::now() + Duration::from_secs(8);
+    let mut i = 0usize;
+    while std::time::Instant::now() < until {
+        i += 1;
+        // The previous index, pulled whole after collections ran, then
+        // deleted: its children are untagged until the next index reuses them.
+        if let Some((tag, d)) = live.take() {
+            // Sometimes let the children grow older than the grace period
+            // while the tag keeps them.
+            let wait = if i % 8 == 0 { 1200 } else { 20 };
+            std::thread::sleep(Duration::from_millis(wait));
+            let m = get_manifest(&s, repo, &tag);
+            assert_eq!(m.status, 200, "{tag}");
+            assert_eq!(sha256(&m.body), d);
+            for child in m.json()["manifests"].as_array().unwrap() {
+                let cd = child["digest"].as_str().unwrap();
+                pulls_completely(&s, repo, cd, cd);
+            }
+            let r = s.req("DELETE", &format!("/v2/{repo}/manifests/{d}")).send();
+            assert_eq!(r.status, 202, "{}", r.text());
+            // Sometimes wait long enough for the children to be collected.
+            if i % 8 == 4 {
+                std::thread::sleep(Duration::from_millis(1200));
+            }
+        }
+        let tag = format!("v{i}");
+        let picks = [children[i % 3].clone(), children[(i + 1) % 3].clone()];
+        match push_index(&s, repo, &tag, &picks) {
+            Some(d) => {
+                acknowledged += 1;
+                live = Some((tag, d));
+            }
+            None => refused += 1,
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (runs, deleted) = collector.join().unwrap();
+    eprintln!(
+        "{acknowledged} indexes acknowledged, {refused} refused, {runs} collections deleted {deleted} manifests"
+    );
+    assert!(acknowledged > 5 && runs > 2 && deleted > 0);
+    let a = audit_store(&s.root);
+    assert!(a.problems.is_empty(), "{:#?}", a.problems);
+}
