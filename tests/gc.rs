@@ -721,7 +721,7 @@ fn multi_arch_pushes_reuse_untagged_children_while_collections_run() {
         if let Some((tag, d)) = live.take() {
             // Sometimes let the children grow older than the grace period
             // while the tag keeps them.
-            let wait = if i % 8 == 0 { 1200 } else { 20 };
+            let wait = if i.is_multiple_of(8) { 1200 } else { 20 };
             std::thread::sleep(Duration::from_millis(wait));
             let m = get_manifest(&s, repo, &tag);
             assert_eq!(m.status, 200, "{tag}");
