@@ -17,12 +17,15 @@
 //! read again immediately before removal, is older than `start - grace`.
 //! So anything uploaded, linked or referenced after the collection started
 //! (which its snapshot of links cannot see) is kept, and so is anything a
-//! request touched up to `grace` before it started and links only now.
+//! request touched up to `grace` before it started and links only now. The
+//! grace period must therefore exceed the time one request takes between
+//! its touch and its link write (milliseconds); `0s` is for a registry that
+//! is not serving.
 //!
 //! There is no lock or marker file: the daemon never waits for a collector,
 //! a collector killed at any point has only removed unreferenced, untouched
-//! things (each removal is one driver operation), and two collections at
-//! once are safe for the same reason; removing what the other already
+//! things (and at most left one thing aside, see below), and two collections
+//! at once are safe for the same reason; removing what the other already
 //! removed is not an error.
 //!
 //! Closing the last window: a blob or an untagged manifest revision is
