@@ -6,6 +6,7 @@ mod auth;
 mod cli;
 mod config;
 mod digest;
+mod gc;
 mod logging;
 mod manifest;
 mod names;
@@ -50,6 +51,8 @@ enum Command {
     },
     /// Manage users in the htpasswd file.
     Htpasswd(HtpasswdArgs),
+    /// Remove blobs (and, if asked, untagged manifests) nothing references; safe while serving.
+    GarbageCollect(gc::GcArgs),
     /// Write man pages or shell completion (for packaging).
     #[command(hide = true)]
     Generate(cli::generate::GenerateArgs),
@@ -141,6 +144,7 @@ fn main() -> ExitCode {
             None => ExitCode::FAILURE,
         },
         Command::Serve { config, dev } => serve(config, dev),
+        Command::GarbageCollect(args) => gc::run_command(&args),
     }
 }
 

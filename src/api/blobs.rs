@@ -37,6 +37,18 @@ pub fn accepted() -> Response<body::Body> {
 
 async fn get(api: &Api, req: &Parts, repo: &RepoName, d: &Digest) -> ApiResult {
     let size = api.registry.blob_size(repo, d).await?;
+    // A HEAD is how a push learns it may skip an upload: count it as a
+    // reference for garbage collection's grace period. Best effort (the
+    // manifest put touches again, and must succeed); only "gone" matters here.
+    if req.method == Method::HEAD {
+        match api.registry.refresh_blob(d).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(crate::storage::StorageError::BlobUnknown(d.clone()).into());
+            }
+            Err(e) => log::debug!("HEAD {d}: cannot refresh its time: {e}"),
+        }
+    }
     let range = parse_range(header(req, "Range"), size)?;
     let (start, len) = range.map_or((0, size), |(s, e)| (s, e - s + 1));
     let mut b = Response::builder()

@@ -34,6 +34,13 @@ impl Registry {
         }
     }
 
+    /// Marks a stored blob as just referenced (its mtime becomes now), so a
+    /// garbage collection running meanwhile keeps it; see `crate::gc`. Called
+    /// before any link to it is written. Returns false if the blob is gone.
+    pub async fn refresh_blob(&self, d: &Digest) -> Result<bool> {
+        Ok(super::error::optional(self.driver.touch(paths::blob_data(d)).await)?.is_some())
+    }
+
     pub(super) async fn link_layer(&self, repo: &RepoName, d: &Digest) -> Result<()> {
         self.write_link(paths::layer_link(repo, d), d).await
     }
@@ -48,6 +55,9 @@ impl Registry {
     ) -> Result<Option<u64>> {
         match self.blob_size(from, d).await {
             Ok(size) => {
+                if !self.refresh_blob(d).await? {
+                    return Ok(None);
+                }
                 self.link_layer(repo, d).await?;
                 Ok(Some(size))
             }

@@ -103,7 +103,7 @@ impl Registry {
         let m = Manifest::parse(&bytes, content_type)
             .map_err(|e| StorageError::ManifestInvalid(e.0))?;
         self.check_references(repo, &m).await?;
-        if self.stored_blob_size(&digest).await?.is_none() {
+        if !self.refresh_blob(&digest).await? {
             self.driver
                 .put_content(paths::blob_data(&digest), bytes)
                 .await?;
@@ -123,8 +123,15 @@ impl Registry {
         })
     }
 
+    /// Checks that everything `m` references is in the repository, touching
+    /// each referenced blob and child revision link first: a garbage
+    /// collection keeps what was touched after it started, and one that
+    /// removed it first makes the touch fail here (see `crate::gc`).
     async fn check_references(&self, repo: &RepoName, m: &Manifest) -> Result<()> {
         for b in &m.blobs {
+            if !self.refresh_blob(b).await? {
+                return Err(StorageError::ManifestBlobUnknown(b.clone()));
+            }
             match self.blob_size(repo, b).await {
                 Err(StorageError::BlobUnknown(d)) => {
                     return Err(StorageError::ManifestBlobUnknown(d));
@@ -133,7 +140,9 @@ impl Registry {
             }
         }
         for c in &m.children {
-            if !self.exists(paths::revision_link(repo, c)).await? {
+            let link = paths::revision_link(repo, c);
+            let touched = super::error::optional(self.driver.touch(link).await)?.is_some();
+            if !touched || !self.refresh_blob(c).await? {
                 return Err(StorageError::ManifestBlobUnknown(c.clone()));
             }
         }

@@ -8,6 +8,7 @@
 
 pub mod blobs;
 pub mod catalog;
+pub mod collect;
 pub mod driver;
 pub mod error;
 pub mod manifests;

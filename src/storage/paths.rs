@@ -97,6 +97,50 @@ pub fn uploads(name: &RepoName) -> String {
     format!("{}/_uploads", repo(name))
 }
 
+/// Where garbage collection moves a blob's directory aside, in one rename,
+/// before deciding to delete it. Outside `blobs/` and `repositories/`, so
+/// neither we nor distribution ever serve or enumerate it. Entry names are
+/// `<algorithm>-<hex>-<random>`, enough to put a blob back.
+pub fn quarantine() -> String {
+    format!("{ROOT}/_quarantine")
+}
+
+pub fn quarantine_entry(d: &Digest, id: &str) -> String {
+    format!("{}/{}-{}-{id}", quarantine(), d.algorithm().name(), d.hex())
+}
+
+/// Where garbage collection moves a manifest revision's directory aside
+/// before deciding to delete it; distribution reads only `revisions/` and
+/// `tags/` under `_manifests`. Entry names are `<algorithm>-<hex>-<random>`.
+pub fn revision_quarantine(name: &RepoName) -> String {
+    format!("{}/_manifests/_quarantine", repo(name))
+}
+
+pub fn revision_quarantine_entry(name: &RepoName, d: &Digest, id: &str) -> String {
+    format!(
+        "{}/{}-{}-{id}",
+        revision_quarantine(name),
+        d.algorithm().name(),
+        d.hex()
+    )
+}
+
+/// A revision's directory, removed whole with its link.
+pub fn revision_dir(name: &RepoName, d: &Digest) -> String {
+    let link = revision_link(name, d);
+    link.strip_suffix("/link")
+        .expect("link paths end in /link")
+        .to_string()
+}
+
+/// The directory holding a blob's `data`, removed whole with it.
+pub fn blob_dir(d: &Digest) -> String {
+    let data = blob_data(d);
+    data.strip_suffix("/data")
+        .expect("blob paths end in /data")
+        .to_string()
+}
+
 pub fn upload(name: &RepoName, id: &str) -> String {
     format!("{}/_uploads/{id}", repo(name))
 }

@@ -6,7 +6,7 @@ use super::{Registry, Result, StorageError, paths};
 use crate::digest::Digest;
 use crate::names::{RepoName, Tag};
 
-fn random_id() -> String {
+pub(super) fn random_id() -> String {
     let mut rnd = [0u8; 8];
     getrandom::fill(&mut rnd).expect("system random source");
     crate::digest::to_hex(&rnd)

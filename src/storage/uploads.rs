@@ -153,7 +153,11 @@ impl Registry {
                 actual: actual.to_string(),
             });
         }
-        if self.stored_blob_size(expected).await?.is_none() {
+        // Either the existing blob is refreshed, or the data moves into place
+        // freshly touched (a rename keeps the mtime of the upload's last write,
+        // which may be older than a collection's grace period).
+        if !self.refresh_blob(expected).await? {
+            self.driver.touch(paths::upload_data(repo, id)).await?;
             self.driver
                 .move_to(paths::upload_data(repo, id), paths::blob_data(expected))
                 .await?;

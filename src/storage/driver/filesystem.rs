@@ -136,7 +136,10 @@ impl StorageDriver for FilesystemDriver {
         let full = self.full(&path);
         Box::pin(blocking(path, move || {
             let m = fs::metadata(full)?;
-            Ok(FileInfo { size: m.len() })
+            Ok(FileInfo {
+                size: m.len(),
+                modified: m.modified()?,
+            })
         }))
     }
 
@@ -167,6 +170,23 @@ impl StorageDriver for FilesystemDriver {
                 fs::remove_file(&full)?;
             }
             sync_parent(&full)
+        }))
+    }
+
+    fn touch(&self, path: String) -> DriverFuture<'_, ()> {
+        let full = self.full(&path);
+        Box::pin(blocking(path, move || {
+            use nix::sys::stat::{UtimensatFlags, utimensat};
+            use nix::sys::time::TimeSpec;
+            // UTIME_NOW: the kernel's clock, the same one that stamps writes.
+            utimensat(
+                nix::fcntl::AT_FDCWD,
+                &full,
+                &TimeSpec::UTIME_OMIT,
+                &TimeSpec::UTIME_NOW,
+                UtimensatFlags::NoFollowSymlink,
+            )
+            .map_err(io::Error::from)
         }))
     }
 }
@@ -205,5 +225,38 @@ impl FileWriter for FsWriter {
                 None => Ok(()),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    #[tokio::test]
+    async fn touch_refreshes_the_time_and_creates_nothing() {
+        let root = std::env::temp_dir().join(format!("pr-touch-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let d = FilesystemDriver::new(&root);
+        d.put_content("a/data".into(), Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        let old = SystemTime::now() - Duration::from_secs(7200);
+        File::options()
+            .write(true)
+            .open(root.join("a/data"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert!(d.stat("a/data".into()).await.unwrap().modified < old + Duration::from_secs(1));
+        d.touch("a/data".into()).await.unwrap();
+        let now = d.stat("a/data".into()).await.unwrap().modified;
+        assert!(now > SystemTime::now() - Duration::from_secs(60), "{now:?}");
+        assert!(matches!(
+            d.touch("b/data".into()).await,
+            Err(DriverError::NotFound(_))
+        ));
+        assert!(!root.join("b").exists());
+        let _ = fs::remove_dir_all(&root);
     }
 }

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::time::SystemTime;
 use tokio::io::AsyncRead;
 
 pub type DriverFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, DriverError>> + Send + 'a>>;
@@ -39,6 +40,9 @@ impl DriverError {
 #[derive(Clone, Debug)]
 pub struct FileInfo {
     pub size: u64,
+    /// Last modification (or [`StorageDriver::touch`]); garbage collection
+    /// compares it with its grace period.
+    pub modified: SystemTime,
 }
 
 pub trait StorageDriver: Send + Sync + 'static {
@@ -58,6 +62,10 @@ pub trait StorageDriver: Send + Sync + 'static {
     fn move_to(&self, from: String, to: String) -> DriverFuture<'_, ()>;
     /// Removes an object or a whole directory tree.
     fn delete(&self, path: String) -> DriverFuture<'_, ()>;
+    /// Sets an existing object's modification time to now, creating nothing:
+    /// `NotFound` if it is absent. Referencing a blob touches it first, which
+    /// is how a garbage collection running meanwhile learns to keep it.
+    fn touch(&self, path: String) -> DriverFuture<'_, ()>;
 }
 
 /// An object being written in pieces, such as an upload in progress.
