@@ -318,35 +318,6 @@ fn grace_period_keeps_what_is_new_or_just_referenced() {
     );
 }
 
-/// Distribution's collector (Debian's `docker-registry`), dry, on `root`: its output.
-fn distribution_gc_dry_run(root: &Path) -> String {
-    let dir = TempDir::new("dist-gc");
-    let config = dir.0.join("config.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n",
-            root.display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new("docker-registry")
-        .args(["garbage-collect", "--dry-run"])
-        .arg(&config)
-        .output()
-        .expect("run docker-registry garbage-collect");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "docker-registry garbage-collect:\n{text}"
-    );
-    text
-}
-
 /// The digests on lines containing `marker`, each the last `sha256:` word.
 fn digests_after(out: &str, marker: &str) -> std::collections::BTreeSet<String> {
     out.lines()
@@ -389,7 +360,7 @@ fn marks_what_distribution_marks() {
     let (sig, _, _) = image(&s, "team/app", "sig", Some(&sha256(&app.body)));
     put_manifest(&s, "team/app", &sha256(sig.as_bytes()), OCI_MANIFEST, &sig);
 
-    let theirs = distribution_gc_dry_run(&s.root);
+    let theirs = distribution_gc(&s.root, true);
     let ours = gc(&s, &["--dry-run", "--grace", "0s"]);
     // "N blobs marked, M blobs ..." in both (distribution adds "and K manifests").
     let summary = |out: &str| -> Option<(u64, u64)> {
@@ -509,6 +480,31 @@ fn pulls_completely(s: &Server, repo: &str, tag: &str, digest: &str) {
     }
 }
 
+/// Runs `garbage-collect --delete-untagged` back to back until `stop`;
+/// returns the runs and how many output lines started with `counted`.
+fn collect_until(
+    s: &Server,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    counted: &'static str,
+) -> std::thread::JoinHandle<(usize, usize)> {
+    let (config, stop) = (s.config.clone(), stop.clone());
+    std::thread::spawn(move || {
+        let (mut runs, mut deleted) = (0, 0);
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let out = run_ok(
+                Command::new(BIN)
+                    .arg("garbage-collect")
+                    .arg("--config")
+                    .arg(&config)
+                    .args(["--delete-untagged", "--grace", "1s"]),
+            );
+            deleted += out.matches(counted).count();
+            runs += 1;
+        }
+        (runs, deleted)
+    })
+}
+
 #[test]
 fn pushes_and_deletes_while_collections_run() {
     let s = Server::start();
@@ -518,24 +514,7 @@ fn pushes_and_deletes_while_collections_run() {
         .map(|i| random_bytes(20_000 + i * 7, seed ^ i as u64))
         .collect();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let collector = {
-        let (config, stop) = (s.config.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let (mut runs, mut deleted) = (0, 0);
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                let out = run_ok(
-                    Command::new(BIN)
-                        .arg("garbage-collect")
-                        .arg("--config")
-                        .arg(&config)
-                        .args(["--delete-untagged", "--grace", "1s"]),
-                );
-                deleted += out.matches("deleted blob").count();
-                runs += 1;
-            }
-            (runs, deleted)
-        })
-    };
+    let collector = collect_until(&s, &stop, "deleted blob");
     let repo = "busy";
     let mut live: Option<(String, String)> = None;
     let (mut acknowledged, mut refused) = (0, 0);
@@ -692,24 +671,7 @@ fn multi_arch_pushes_reuse_untagged_children_while_collections_run() {
         })
         .collect();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let collector = {
-        let (config, stop) = (s.config.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let (mut runs, mut deleted) = (0, 0);
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                let out = run_ok(
-                    Command::new(BIN)
-                        .arg("garbage-collect")
-                        .arg("--config")
-                        .arg(&config)
-                        .args(["--delete-untagged", "--grace", "1s"]),
-                );
-                deleted += out.matches("deleted manifest").count();
-                runs += 1;
-            }
-            (runs, deleted)
-        })
-    };
+    let collector = collect_until(&s, &stop, "deleted manifest");
     let mut live: Option<(String, String)> = None;
     let (mut acknowledged, mut refused) = (0, 0);
     let until = std::time::Instant::now() + Duration::from_secs(8);

@@ -770,7 +770,7 @@ fn ours_then_distribution_on_the_same_root() {
     let orphan = random_bytes(10_000, 999);
     let orphan_d = push_mono(ours.addr, "alpha", &orphan);
     assert!(ours.signal_and_wait("TERM").success());
-    let out = garbage_collect(&root);
+    let out = distribution_gc(&root, false);
     let ours = Server::start_on(&root, "", &[]);
     verify(ours.addr, &fx, "ours after distribution's garbage-collect");
     let r = ours
@@ -780,32 +780,6 @@ fn ours_then_distribution_on_the_same_root() {
         r.status, 404,
         "garbage-collect left an unreferenced blob in place; its output:\n{out}"
     );
-}
-
-/// Runs `docker-registry garbage-collect` on `root` (no server running) and returns its output.
-fn garbage_collect(root: &Path) -> String {
-    let dir = TempDir::new("gc");
-    let config = dir.0.join("config.yml");
-    std::fs::write(
-        &config,
-        format!("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n", root.display()),
-    )
-    .unwrap();
-    let out = Command::new(registry_bin())
-        .arg("garbage-collect")
-        .arg(&config)
-        .output()
-        .expect("run docker-registry garbage-collect");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "docker-registry garbage-collect failed on our data:\n{text}"
-    );
-    text
 }
 
 #[test]

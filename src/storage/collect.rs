@@ -4,7 +4,7 @@
 //! policy (what to keep, the grace period) lives in `crate::gc`.
 
 use super::driver::DriverError;
-use super::{Registry, Result, error::optional, paths};
+use super::{Registry, Result, StorageError, error::optional, paths};
 use crate::digest::Digest;
 use crate::names::{RepoName, Tag};
 use bytes::Bytes;
@@ -218,7 +218,8 @@ impl Registry {
             return Ok(false);
         }
         if let Some(s) = subject {
-            self.remove_link(paths::referrer_link(repo, s, d)).await?;
+            self.remove_link_unless_rewritten(paths::referrer_link(repo, s, d))
+                .await?;
         }
         Ok(true)
     }
@@ -242,12 +243,27 @@ impl Registry {
         Ok(out)
     }
 
+    /// Removes a link the daemon may be writing again at this moment (it
+    /// touched what the link names first, so that is back and the link
+    /// stays): a directory that gained a file during the removal is left.
+    /// Returns whether the link was removed.
+    async fn remove_link_unless_rewritten(&self, link: String) -> Result<bool> {
+        match self.remove_link(link).await {
+            Err(StorageError::Driver(DriverError::Io { source, .. }))
+                if source.kind() == std::io::ErrorKind::DirectoryNotEmpty =>
+            {
+                Ok(false)
+            }
+            r => r,
+        }
+    }
+
     /// Removes `repo`'s `_layers` link to a blob whose bytes are gone. If the
     /// bytes are back by then (pushed again meanwhile, which links after
     /// storing), the link is written again. Returns whether a link was removed for good.
     pub async fn unlink_swept_blob(&self, repo: &RepoName, d: &Digest) -> Result<bool> {
         let link = paths::layer_link(repo, d);
-        if !self.remove_link(link.clone()).await? {
+        if !self.remove_link_unless_rewritten(link.clone()).await? {
             return Ok(false);
         }
         if self.stored_blob_size(d).await?.is_some() {

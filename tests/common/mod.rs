@@ -866,3 +866,39 @@ pub fn lacks_tools(test: &str, cmds: &[&str]) -> bool {
     );
     true
 }
+
+/// Runs Debian's `docker-registry garbage-collect` (CNCF distribution 2.8)
+/// on `root`, with no server running, and returns its output. `--dry-run`
+/// when `dry`.
+pub fn distribution_gc(root: &Path, dry: bool) -> String {
+    let dir = TempDir::new("dist-gc");
+    let config = dir.0.join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n",
+            root.display()
+        ),
+    )
+    .unwrap();
+    let bin = std::env::var("DOCKER_REGISTRY_BIN").unwrap_or_else(|_| "docker-registry".into());
+    let mut cmd = Command::new(bin);
+    cmd.arg("garbage-collect");
+    if dry {
+        cmd.arg("--dry-run");
+    }
+    let out = cmd
+        .arg(&config)
+        .output()
+        .expect("run docker-registry garbage-collect");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "docker-registry garbage-collect:\n{text}"
+    );
+    text
+}

@@ -69,6 +69,19 @@ fn temp_name(target: &Path) -> PathBuf {
 }
 
 fn write_atomic(target: &Path, content: &[u8]) -> io::Result<()> {
+    // A garbage collection may remove the directory between its creation and
+    // the write (a link it is unlinking while a push links the same thing
+    // again): then it is created again.
+    let mut tries = 0;
+    loop {
+        match write_atomic_once(target, content) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && tries < 3 => tries += 1,
+            r => return r,
+        }
+    }
+}
+
+fn write_atomic_once(target: &Path, content: &[u8]) -> io::Result<()> {
     create_dirs_durable(target.parent().expect("object paths have a parent"))?;
     let tmp = temp_name(target);
     let result = (|| {
