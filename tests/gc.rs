@@ -505,6 +505,15 @@ fn collect_until(
     })
 }
 
+/// Stops a [`collect_until`] collector and returns its (runs, deleted).
+fn stop_collecting(
+    stop: &std::sync::atomic::AtomicBool,
+    collector: std::thread::JoinHandle<(usize, usize)>,
+) -> (usize, usize) {
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    collector.join().unwrap()
+}
+
 #[test]
 fn pushes_and_deletes_while_collections_run() {
     let s = Server::start();
@@ -540,8 +549,7 @@ fn pushes_and_deletes_while_collections_run() {
             None => refused += 1,
         }
     }
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let (runs, deleted) = collector.join().unwrap();
+    let (runs, deleted) = stop_collecting(&stop, collector);
     eprintln!(
         "{acknowledged} pushes acknowledged, {refused} refused, {runs} collections deleted {deleted} blobs"
     );
@@ -709,8 +717,7 @@ fn multi_arch_pushes_reuse_untagged_children_while_collections_run() {
             None => refused += 1,
         }
     }
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let (runs, deleted) = collector.join().unwrap();
+    let (runs, deleted) = stop_collecting(&stop, collector);
     eprintln!(
         "{acknowledged} indexes acknowledged, {refused} refused, {runs} collections deleted {deleted} manifests"
     );
