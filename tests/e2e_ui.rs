@@ -11,12 +11,13 @@
 mod common;
 
 use common::docker::*;
-use common::ui::{ALICE, BOB, start};
+use common::ui::{ALICE, BOB, push_referrer, start};
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const REPO: &str = "team/web-app";
+const SIGNATURE: &str = "application/vnd.example.signature.v1+json";
 
 /// `<target>/ui-artifacts`, next to the `release` directory running this test.
 fn artifacts_dir() -> PathBuf {
@@ -73,7 +74,7 @@ fn browse_read_layers_delete_and_refuse_a_browse_only_user() {
     }
     let _one = ONE_DOCKERD.lock().unwrap_or_else(|e| e.into_inner());
     let npm = npm_project();
-    let (s, _dir) = start("", &[]);
+    let (mut s, _dir) = start("", &[]);
     let dk = Dockerd::start();
     let work = TempDir::new("uiw");
     let image = build_image(&dk, &work.0);
@@ -86,11 +87,9 @@ fn browse_read_layers_delete_and_refuse_a_browse_only_user() {
         dk.docker(&["tag", &image, &reference]);
         digest = pushed_digest(&dk.docker(&["push", &reference]));
     }
-    let manifest = req_to(s.addr, "GET", &format!("/v2/{REPO}/manifests/{digest}"))
-        .header("Authorization", &basic_auth(ALICE.0, ALICE.1))
-        .header("Accept", ACCEPT_ALL_MANIFESTS)
-        .send()
-        .json();
+    s.credentials = Some((ALICE.0.into(), ALICE.1.into()));
+    let raw = get_manifest(&s, REPO, &digest);
+    let manifest = raw.json();
     let layers: Vec<String> = manifest["layers"]
         .as_array()
         .unwrap()
@@ -98,6 +97,14 @@ fn browse_read_layers_delete_and_refuse_a_browse_only_user() {
         .map(|l| l["digest"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(layers.len(), 2);
+    // A signature referring to the image, as cosign or notation push them.
+    push_referrer(
+        &s,
+        REPO,
+        (&digest, raw.body.len()),
+        SIGNATURE,
+        serde_json::json!({ "org.example.signer": "release-bot" }),
+    );
 
     let artifacts = artifacts_dir();
     let _ = std::fs::remove_dir_all(&artifacts);
@@ -109,6 +116,7 @@ fn browse_read_layers_delete_and_refuse_a_browse_only_user() {
         .env("UI_DELETE_TAG", "1.0")
         .env("UI_KEEP_TAG", "2.0")
         .env("UI_LAYERS", layers.join(","))
+        .env("UI_REFERRER_TYPE", SIGNATURE)
         .env("UI_ADMIN_USER", ALICE.0)
         .env("UI_ADMIN_PASSWORD", ALICE.1)
         .env("UI_READER_USER", BOB.0)
@@ -130,10 +138,7 @@ fn browse_read_layers_delete_and_refuse_a_browse_only_user() {
     assert!(shots >= 12, "expected laptop and phone screenshots, found {shots}");
 
     // What the browser did is what the registry now holds.
-    let tags = req_to(s.addr, "GET", &format!("/v2/{REPO}/tags/list"))
-        .header("Authorization", &basic_auth(ALICE.0, ALICE.1))
-        .send()
-        .json();
+    let tags = s.req("GET", &format!("/v2/{REPO}/tags/list")).send().json();
     assert_eq!(strings(&tags["tags"]), ["2.0"]);
     // Both forgeries (a form and a direct request) reached the server as bob's.
     let refused = format!("{} POST /ui/r/{REPO}/-/delete/2.0 403", BOB.0);

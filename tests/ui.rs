@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::ui::{ALICE, BOB, REALM, attr_after, auth, form_token, next_link, start};
+use common::ui::{
+    ALICE, BOB, REALM, attr_after, auth, form_token, next_link, push_referrer, start,
+};
 use common::*;
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -72,23 +74,13 @@ fn push_hostile(s: &Server, repo: &str, tag: &str) -> String {
         .send();
     assert_eq!(r.status, 201, "{}", r.text());
     let digest = sha256(manifest.as_bytes());
-    let empty = push_blob(s, repo, b"{}");
-    let sig = push_blob(s, repo, b"signature bytes");
-    let referrer = serde_json::json!({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "artifactType": "application/vnd.example.signature",
-        "config": { "mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2 },
-        "layers": [{ "mediaType": "application/octet-stream", "digest": sig, "size": 15 }],
-        "subject": { "mediaType": OCI_MANIFEST, "digest": digest, "size": manifest.len() },
-        "annotations": { "signer": HOSTILE },
-    })
-    .to_string();
-    let r = s
-        .req("PUT", &format!("/v2/{repo}/manifests/{}", sha256(referrer.as_bytes())))
-        .header("Content-Type", OCI_MANIFEST)
-        .body(referrer)
-        .send();
-    assert_eq!(r.status, 201, "{}", r.text());
+    push_referrer(
+        s,
+        repo,
+        (&digest, manifest.len()),
+        "application/vnd.example.signature",
+        serde_json::json!({ "signer": HOSTILE }),
+    );
     digest
 }
 

@@ -42,3 +42,34 @@ pub fn form_token(html: &str) -> String {
 pub fn next_link(html: &str) -> Option<String> {
     attr_after(html, "rel=\"next\"", "href")
 }
+
+/// Pushes an artifact (a signature, say) whose `subject` is the manifest
+/// `subject` of `subject_size` bytes; returns its digest.
+pub fn push_referrer(
+    s: &Server,
+    repo: &str,
+    (subject, subject_size): (&str, usize),
+    artifact_type: &str,
+    annotations: serde_json::Value,
+) -> String {
+    const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    let empty = super::push_blob(s, repo, b"{}");
+    let payload = format!("{artifact_type} for {subject}");
+    let blob = super::push_blob(s, repo, payload.as_bytes());
+    let referrer = serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
+        "config": { "mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2 },
+        "layers": [{ "mediaType": "application/octet-stream", "digest": blob, "size": payload.len() }],
+        "subject": { "mediaType": OCI_MANIFEST, "digest": subject, "size": subject_size },
+        "annotations": annotations,
+    })
+    .to_string();
+    let digest = super::sha256(referrer.as_bytes());
+    let r = s
+        .req("PUT", &format!("/v2/{repo}/manifests/{digest}"))
+        .header("Content-Type", OCI_MANIFEST)
+        .body(referrer)
+        .send();
+    assert_eq!(r.status, 201, "push referrer: {}", r.text());
+    digest
+}

@@ -19,6 +19,7 @@ const REPO = env("UI_REPO");
 const DELETE_TAG = env("UI_DELETE_TAG");
 const KEEP_TAG = env("UI_KEEP_TAG");
 const LAYERS = env("UI_LAYERS").split(",");
+const REFERRER_TYPE = env("UI_REFERRER_TYPE");
 const ADMIN = { username: env("UI_ADMIN_USER"), password: env("UI_ADMIN_PASSWORD") };
 const READER = { username: env("UI_READER_USER"), password: env("UI_READER_PASSWORD") };
 const ARTIFACTS = env("UI_ARTIFACTS");
@@ -98,6 +99,8 @@ async function adminFlow(browser) {
   expect(await page.locator("button.copy").isVisible(), "the copy button shows with JavaScript");
   const labels = await page.locator("h3:has-text('Labels') + .table-wrap").innerText();
   expect(labels.includes("org.example.team"), `labels shown: ${labels}`);
+  const referrers = await page.locator("h2:has-text('Referrers') + .table-wrap").innerText();
+  expect(referrers.includes(REFERRER_TYPE), `the signature is listed: ${referrers}`);
   await shot(page, "4-manifest", "laptop");
 
   // Token for the tag we keep, for the reader's forgery below.
@@ -170,7 +173,10 @@ async function phoneShots(browser) {
   for (const [name, p] of pages) {
     const r = await page.goto(`${URL_BASE}${p}`);
     expect(r.status() === 200, `${p} on a phone: ${r.status()}`);
-    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    // A mobile browser widens its layout viewport to fit content, so compare
+    // with the device's width, not innerWidth.
+    const width = VIEWPORTS.phone.viewport.width;
+    const overflow = await page.evaluate((w) => document.documentElement.scrollWidth - w, width);
     expect(overflow <= 0, `${p} is ${overflow}px wider than a phone screen`);
     await shot(page, name, "phone");
   }

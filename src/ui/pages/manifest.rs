@@ -122,7 +122,7 @@ fn children(list: &[Descriptor], base: &str) -> String {
     for m in list {
         let platform = m.platform.as_ref().map(|p| p.label()).unwrap_or_default();
         rows.push_str(&format!(
-            "<tr><td>{}</td><td><a href=\"{}\">{}</a></td><td>{}</td><td class=\"num\">{}</td></tr>",
+            "<tr><td>{}</td><td><a href=\"{}\">{}</a></td><td class=\"wide\">{}</td><td class=\"num\">{}</td></tr>",
             esc(&platform),
             esc(&format!("{base}/-/m/{}", m.digest)),
             short_digest(&m.digest),
@@ -132,7 +132,7 @@ fn children(list: &[Descriptor], base: &str) -> String {
     }
     format!(
         "<h2>Manifests</h2>{}",
-        table(&["Platform", "Digest", "Type", "#Size"], &rows)
+        table(&["Platform", "Digest", "~Type", "#Size"], &rows)
     )
 }
 
@@ -199,7 +199,7 @@ fn layers(list: &[Descriptor]) -> String {
     let mut rows = String::new();
     for (i, l) in list.iter().enumerate() {
         rows.push_str(&format!(
-            "<tr><td class=\"num\">{}</td><td>{}</td><td><code class=\"muted\">{}</code></td><td class=\"num\">{}</td></tr>",
+            "<tr><td class=\"num\">{}</td><td>{}</td><td class=\"wide\"><code class=\"muted\">{}</code></td><td class=\"num\">{}</td></tr>",
             i + 1,
             short_digest(&l.digest),
             esc(l.media_type.as_deref().unwrap_or("")),
@@ -211,7 +211,7 @@ fn layers(list: &[Descriptor]) -> String {
         "<h2>Layers <span class=\"meta\">{} · {}</span></h2>{}",
         list.len(),
         esc(&size(total)),
-        table(&["##", "Digest", "Media type", "#Size"], &rows)
+        table(&["##", "Digest", "~Media type", "#Size"], &rows)
     )
 }
 

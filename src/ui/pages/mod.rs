@@ -67,12 +67,15 @@ pub fn pager(cx: &Ctx, base: &str, q: &str, last: Option<&str>, more: bool) -> S
 }
 
 /// A table inside a scrolling wrapper, so wide tables never widen the page.
+/// A heading starting with `#` is a numeric column; with `~`, a column
+/// phones leave out (its cells carry `class="wide"` too).
 pub fn table(head: &[&str], rows: &str) -> String {
     let cols: String = head
         .iter()
-        .map(|h| match h.strip_prefix('#') {
-            Some(h) => format!("<th class=\"num\">{}</th>", esc(h)),
-            None => format!("<th>{}</th>", esc(h)),
+        .map(|h| match (h.strip_prefix('#'), h.strip_prefix('~')) {
+            (Some(h), _) => format!("<th class=\"num\">{}</th>", esc(h)),
+            (_, Some(h)) => format!("<th class=\"wide\">{}</th>", esc(h)),
+            _ => format!("<th>{}</th>", esc(h)),
         })
         .collect();
     format!(

@@ -39,7 +39,7 @@ pub async fn show(cx: &Ctx<'_>, repo: &RepoName) -> ApiResult {
             }
         )
     } else {
-        let mut head = vec!["Tag", "Digest", "Type", "Platforms", "#Size", "Created"];
+        let mut head = vec!["Tag", "~Digest", "~Type", "Platforms", "#Size", "~Created"];
         if cx.can_delete(repo) {
             head.push("");
         }
@@ -63,7 +63,7 @@ async fn tag_row(cx: &Ctx<'_>, repo: &RepoName, base: &str, t: &Tag) -> String {
     let link = format!("{base}/-/m/{t}");
     let cells = match Image::load(cx.api, repo, &Reference::Tag((*t).clone())).await {
         Ok(img) => format!(
-            "<td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td>",
+            "<td class=\"wide\">{}</td><td class=\"wide\">{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"wide\">{}</td>",
             short_digest(&img.digest.to_string()),
             esc(kind(&img.media_type)),
             esc(&img.platforms().join(", ")),
