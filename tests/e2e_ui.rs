@@ -30,7 +30,11 @@ fn artifacts_dir() -> PathBuf {
 fn npm_project() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui");
     if !dir.join("node_modules/playwright-core").exists() {
-        run_ok(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&dir));
+        run_ok(
+            Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(&dir),
+        );
     }
     dir
 }
@@ -42,26 +46,19 @@ fn build_image(dk: &Dockerd, work: &Path) -> String {
         .docker(&["import", tar.to_str().unwrap(), "ui/base:src"])
         .trim()
         .to_string();
-    let ctr = dk.docker(&["create", &base, "/nonexistent"]).trim().to_string();
-    let extra = work.join("extra.bin");
-    std::fs::write(&extra, random_bytes(300 << 10, 81)).unwrap();
-    dk.docker(&["cp", extra.to_str().unwrap(), &format!("{ctr}:/opt/extra.bin")]);
-    let image = dk
-        .docker(&[
-            "commit",
+    dk.add_layer(
+        &base,
+        work,
+        &random_bytes(300 << 10, 81),
+        &[
             "--change",
             "LABEL org.example.team=web org.example.note=\"<b>not bold</b>\"",
             "--change",
             "ENV APP_MODE=production",
             "--change",
             "ENTRYPOINT [\"/opt/app/run\", \"--serve\"]",
-            &ctr,
-            "ui/top:src",
-        ])
-        .trim()
-        .to_string();
-    dk.docker(&["rm", &ctr]);
-    image
+        ],
+    )
 }
 
 #[test]
@@ -80,7 +77,10 @@ fn browse_read_layers_delete_and_refuse_a_browse_only_user() {
     let image = build_image(&dk, &work.0);
 
     let host = s.addr.to_string();
-    dk.docker_stdin(&["login", "-u", ALICE.0, "--password-stdin", &host], ALICE.1);
+    dk.docker_stdin(
+        &["login", "-u", ALICE.0, "--password-stdin", &host],
+        ALICE.1,
+    );
     let mut digest = String::new();
     for tag in ["1.0", "2.0"] {
         let reference = format!("{host}/{REPO}:{tag}");
@@ -135,14 +135,22 @@ fn browse_read_layers_delete_and_refuse_a_browse_only_user() {
     // Visible in `cargo test -- --nocapture`, and in the failure above.
     println!("UI screenshots: {}", artifacts.display());
     let shots = std::fs::read_dir(&artifacts).unwrap().count();
-    assert!(shots >= 12, "expected laptop and phone screenshots, found {shots}");
+    assert!(
+        shots >= 12,
+        "expected laptop and phone screenshots, found {shots}"
+    );
 
     // What the browser did is what the registry now holds.
     let tags = s.req("GET", &format!("/v2/{REPO}/tags/list")).send().json();
     assert_eq!(strings(&tags["tags"]), ["2.0"]);
     // Both forgeries (a form and a direct request) reached the server as bob's.
     let refused = format!("{} POST /ui/r/{REPO}/-/delete/2.0 403", BOB.0);
-    assert_eq!(s.log_text().matches(&refused).count(), 2, "{}", s.log_text());
+    assert_eq!(
+        s.log_text().matches(&refused).count(),
+        2,
+        "{}",
+        s.log_text()
+    );
 
     // The pull command the page showed works as shown.
     let pull = stdout
@@ -150,7 +158,14 @@ fn browse_read_layers_delete_and_refuse_a_browse_only_user() {
         .find_map(|l| l.strip_prefix("pull-command "))
         .expect("the page's pull command");
     let args: Vec<&str> = pull.split_whitespace().skip(1).collect();
-    dk.docker(&["rmi", &format!("{host}/{REPO}:1.0"), &format!("{host}/{REPO}:2.0")]);
+    dk.docker(&[
+        "rmi",
+        &format!("{host}/{REPO}:1.0"),
+        &format!("{host}/{REPO}:2.0"),
+    ]);
     dk.docker(&args);
-    assert_eq!(dk.inspect(&format!("{host}/{REPO}:2.0"))["Id"], image.as_str());
+    assert_eq!(
+        dk.inspect(&format!("{host}/{REPO}:2.0"))["Id"],
+        image.as_str()
+    );
 }

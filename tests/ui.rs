@@ -107,8 +107,14 @@ fn pushed_values_are_escaped_everywhere() {
     // author, history, manifest annotations.
     assert!(detail.matches(e.as_str()).count() >= 8, "{detail}");
     assert!(detail.contains(&format!("EVIL</code></td><td class=\"wrap\"><code>{e}")));
-    assert!(detail.contains("application/vnd.example.signature"), "referrer listed");
-    assert!(detail.contains(&format!("signer={e}")), "referrer annotation");
+    assert!(
+        detail.contains("application/vnd.example.signature"),
+        "referrer listed"
+    );
+    assert!(
+        detail.contains(&format!("signer={e}")),
+        "referrer annotation"
+    );
     assert!(detail.contains(&format!("docker pull {}/team/app:1.0", s.addr)));
     assert!(detail.contains(&digest));
 
@@ -117,7 +123,10 @@ fn pushed_values_are_escaped_everywhere() {
         .req("GET", &format!("/v2/team/app/referrers/{digest}"))
         .send()
         .json();
-    let sig = referrers["manifests"][0]["digest"].as_str().unwrap().to_string();
+    let sig = referrers["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let sig_page = page(&s, ALICE, &format!("/ui/r/team/app/-/m/{sig}"));
     assert_inert(&sig_page, "referrer page");
     assert!(sig_page.contains(&format!("team/app@{sig}")));
@@ -143,19 +152,36 @@ fn pages_carry_security_headers_and_assets_are_cached_by_hash() {
     let r = get(&s, ALICE, "/ui/");
     assert_eq!(r.status, 200);
     let csp = r.header("Content-Security-Policy").unwrap();
-    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
     assert!(csp.contains("frame-ancestors 'none'"));
     assert_eq!(r.header("X-Frame-Options"), Some("DENY"));
     assert_eq!(r.header("X-Content-Type-Options"), Some("nosniff"));
     assert!(r.header("Referrer-Policy").is_some());
     let html = r.text();
-    assert!(!html.contains("style=") && !html.contains("onclick"), "inline style or script");
+    assert!(
+        !html.contains("style=") && !html.contains("onclick"),
+        "inline style or script"
+    );
     for marker in ["rel=\"stylesheet\"", "<script"] {
-        let url = attr_after(&html, marker, if marker.contains("rel") { "href" } else { "src" })
-            .unwrap();
+        let url = attr_after(
+            &html,
+            marker,
+            if marker.contains("rel") {
+                "href"
+            } else {
+                "src"
+            },
+        )
+        .unwrap();
         let a = get(&s, ALICE, &url);
         assert_eq!(a.status, 200, "{url}");
-        assert!(a.header("Cache-Control").unwrap().contains("immutable"), "{url}");
+        assert!(
+            a.header("Cache-Control").unwrap().contains("immutable"),
+            "{url}"
+        );
         assert!(!a.body.is_empty());
         // Any other hash is not ours (an old page's asset is gone, not stale).
         let stale = url.replacen('.', ".0", 1);
@@ -168,7 +194,14 @@ fn pages_carry_security_headers_and_assets_are_cached_by_hash() {
 #[test]
 fn root_redirects_and_the_ui_asks_for_a_login() {
     let (s, _dir) = start("", &[]);
-    for path in ["/", "/ui", "/ui/", "/ui/r/team/app", "/ui/r/team/app/-/m/1.0", "/ui/nowhere"] {
+    for path in [
+        "/",
+        "/ui",
+        "/ui/",
+        "/ui/r/team/app",
+        "/ui/r/team/app/-/m/1.0",
+        "/ui/nowhere",
+    ] {
         let r = s.req("GET", path).send();
         assert_eq!(r.status, 401, "{path}: {}", r.text());
         assert_eq!(
@@ -209,7 +242,10 @@ fn a_bad_ui_setting_names_its_key() {
     let config = dir.0.join("c.yml");
     std::fs::write(
         &config,
-        config_yaml(&dir.0.join("data"), "privateregistry:\n  ui:\n    enabled: maybe\n"),
+        config_yaml(
+            &dir.0.join("data"),
+            "privateregistry:\n  ui:\n    enabled: maybe\n",
+        ),
     )
     .unwrap();
     let o = std::process::Command::new(BIN)
@@ -264,9 +300,15 @@ fn delete_buttons_are_absent_when_deletes_are_disabled() {
     assert!(r.text().contains("storage.delete.enabled"));
 }
 
-fn post_delete(s: &Server, user: (&str, &str), path: &str, token: &str, origin: Option<&str>) -> Resp {
-    let mut r = req_as(s, user, "POST", path)
-        .header("Content-Type", "application/x-www-form-urlencoded");
+fn post_delete(
+    s: &Server,
+    user: (&str, &str),
+    path: &str,
+    token: &str,
+    origin: Option<&str>,
+) -> Resp {
+    let mut r =
+        req_as(s, user, "POST", path).header("Content-Type", "application/x-www-form-urlencoded");
     if let Some(o) = origin {
         r = r.header("Origin", o);
     }
@@ -307,8 +349,16 @@ fn deletes_need_this_origin_and_the_token_for_this_user_and_target() {
     let refused = [
         ("no token", "", Some(ours.as_str())),
         ("wrong token", "00ff", Some(ours.as_str())),
-        ("another target's token", other.as_str(), Some(ours.as_str())),
-        ("foreign origin", token.as_str(), Some("http://evil.example")),
+        (
+            "another target's token",
+            other.as_str(),
+            Some(ours.as_str()),
+        ),
+        (
+            "foreign origin",
+            token.as_str(),
+            Some("http://evil.example"),
+        ),
         ("no origin or referer", token.as_str(), None),
     ];
     for (what, t, origin) in refused {
@@ -335,15 +385,24 @@ fn deletes_need_this_origin_and_the_token_for_this_user_and_target() {
 
     let r = post_delete(&s, ALICE, path, &token, Some(&ours));
     assert_eq!(r.status, 303, "{}", r.text());
-    assert_eq!(r.header("Location"), Some("/ui/r/team/app?deleted=tag%201.0"));
+    assert_eq!(
+        r.header("Location"),
+        Some("/ui/r/team/app?deleted=tag%201.0")
+    );
     assert_eq!(tags(&s, "team/app"), ["2.0"]);
     // The tag's manifest stays, reachable by digest.
     assert_eq!(get_manifest(&s, "team/app", &d1).status, 200);
     // Replaying the token for a target that no longer exists is a 404.
-    assert_eq!(post_delete(&s, ALICE, path, &token, Some(&ours)).status, 404);
+    assert_eq!(
+        post_delete(&s, ALICE, path, &token, Some(&ours)).status,
+        404
+    );
 
     // A manifest delete, with Referer instead of Origin, takes its tags along.
-    let d2 = get_manifest(&s, "team/app", "2.0").header("Docker-Content-Digest").unwrap().to_string();
+    let d2 = get_manifest(&s, "team/app", "2.0")
+        .header("Docker-Content-Digest")
+        .unwrap()
+        .to_string();
     let mpath = format!("/ui/r/team/app/-/delete/{d2}");
     let confirm = page(&s, ALICE, &mpath);
     assert!(confirm.contains("every tag that names it"));
@@ -395,7 +454,11 @@ fn lists_are_paged_with_a_cursor_keeping_the_filter() {
     for i in 0..5 {
         push_image(&s, "pg/r0", &format!("t{i}"), &format!("t{i}"));
     }
-    let pages = walk(&s, "/ui/r/pg/r0?n=2&q=t", "<tr><td><a href=\"/ui/r/pg/r0/-/m/");
+    let pages = walk(
+        &s,
+        "/ui/r/pg/r0?n=2&q=t",
+        "<tr><td><a href=\"/ui/r/pg/r0/-/m/",
+    );
     let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
     assert_eq!(sizes, [2, 2, 1], "{pages:?}");
     assert_eq!(pages.concat(), ["t0", "t1", "t2", "t3", "t4"]);

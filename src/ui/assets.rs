@@ -41,7 +41,10 @@ impl Asset {
                 })
                 .collect()
         });
-        let i = ALL.iter().position(|a| a.name == self.name).expect("listed");
+        let i = ALL
+            .iter()
+            .position(|a| a.name == self.name)
+            .expect("listed");
         &urls[i]
     }
 }

@@ -132,7 +132,11 @@ mod tests {
         let ours = ["reg.example:5000"];
         assert!(same_origin(Some("http://reg.example:5000"), None, &ours));
         assert!(same_origin(Some("https://REG.example:5000"), None, &ours));
-        assert!(same_origin(None, Some("http://reg.example:5000/ui/x"), &ours));
+        assert!(same_origin(
+            None,
+            Some("http://reg.example:5000/ui/x"),
+            &ours
+        ));
         assert!(!same_origin(Some("http://evil.example"), None, &ours));
         assert!(!same_origin(
             Some("http://evil.example"),
@@ -141,7 +145,11 @@ mod tests {
         ));
         assert!(!same_origin(Some("null"), None, &ours));
         assert!(!same_origin(None, None, &ours));
-        assert!(!same_origin(None, Some("http://reg.example:5000.evil/"), &ours));
+        assert!(!same_origin(
+            None,
+            Some("http://reg.example:5000.evil/"),
+            &ours
+        ));
         assert!(!same_origin(Some("reg.example:5000"), None, &ours));
     }
 }

@@ -179,7 +179,9 @@ pub fn kind(media_type: &str) -> &str {
 /// A timestamp as `2024-01-31 12:00:00 UTC` when it is RFC 3339, else as given.
 pub fn when(t: &str) -> String {
     match crate::timefmt::parse_rfc3339(t) {
-        Some(st) => crate::timefmt::rfc3339(st).replace('T', " ").replace('Z', " UTC"),
+        Some(st) => crate::timefmt::rfc3339(st)
+            .replace('T', " ")
+            .replace('Z', " UTC"),
         None => t.to_string(),
     }
 }

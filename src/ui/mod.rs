@@ -139,7 +139,10 @@ impl Ctx<'_> {
         if self.may(Action::Pull, repo.as_str()) {
             Ok(())
         } else {
-            Err(ApiError::new(Code::Denied, "you may not pull this repository"))
+            Err(ApiError::new(
+                Code::Denied,
+                "you may not pull this repository",
+            ))
         }
     }
 }
@@ -166,8 +169,9 @@ pub async fn handle(api: &Api, caller: &Caller, req: &Parts, body: Incoming) -> 
             pages::delete::perform(&cx, &repo, &r, body).await
         }
         View::Asset(a) if read => Ok(asset(a)),
-        View::NotFound => Err(ApiError::new(Code::Unsupported, "no such page")
-            .with_status(StatusCode::NOT_FOUND)),
+        View::NotFound => {
+            Err(ApiError::new(Code::Unsupported, "no such page").with_status(StatusCode::NOT_FOUND))
+        }
         _ => Err(crate::api::method_not_allowed()),
     };
     result.or_else(|e| match e.code {

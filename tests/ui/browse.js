@@ -185,7 +185,13 @@ async function phoneShots(browser) {
 
 (async () => {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
-  const browser = await chromium.launch({ executablePath: BROWSER, args: ["--no-sandbox"] });
+  // Root needs --no-sandbox; the rest keep Chromium from calling out to a
+  // network this machine does not have.
+  const browser = await chromium.launch({
+    executablePath: BROWSER,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
   try {
     const token = await adminFlow(browser);
     await readerFlow(browser, token);

@@ -22,7 +22,9 @@ fn denied(why: &str) -> ApiError {
 /// Refuses unless deletes are enabled and the caller may delete here.
 fn allowed(cx: &Ctx, repo: &RepoName) -> Result<(), ApiError> {
     if !cx.api.settings.delete_enabled {
-        return Err(denied("deletes are disabled on this registry (storage.delete.enabled)"));
+        return Err(denied(
+            "deletes are disabled on this registry (storage.delete.enabled)",
+        ));
     }
     if !cx.can_delete(repo) {
         return Err(denied("you may not delete in this repository"));
@@ -91,7 +93,9 @@ pub async fn perform(cx: &Ctx<'_>, repo: &RepoName, reference: &str, body: Incom
         crate::api::header(cx.req, "referer"),
         &[host, &ours],
     ) {
-        return Err(denied("the request did not come from this registry's pages"));
+        return Err(denied(
+            "the request did not come from this registry's pages",
+        ));
     }
     let form = collect_limited(body, 4096)
         .await
@@ -103,7 +107,9 @@ pub async fn perform(cx: &Ctx<'_>, repo: &RepoName, reference: &str, body: Incom
         .to_string();
     let key = &cx.api.settings.ui.key;
     if !key.verify(&token, &user(cx), ACTION, &target(repo, reference)) {
-        return Err(denied("missing or wrong form token; reload the confirmation page"));
+        return Err(denied(
+            "missing or wrong form token; reload the confirmation page",
+        ));
     }
     let r = super::parse_reference(reference)?;
     crate::api::manifests::delete(cx.api, repo, &r).await?;

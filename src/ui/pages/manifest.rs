@@ -18,7 +18,11 @@ pub async fn show(cx: &Ctx<'_>, repo: &RepoName, reference: &str) -> ApiResult {
     let r = super::parse_reference(reference)?;
     let img = Image::load(cx.api, repo, &r).await?;
     let base = format!("/ui/r/{repo}");
-    let sep = if matches!(r, Reference::Tag(_)) { ':' } else { '@' };
+    let sep = if matches!(r, Reference::Tag(_)) {
+        ':'
+    } else {
+        '@'
+    };
     let title = format!("{repo}{sep}{reference}");
     let mut main = format!("<h1 class=\"name\">{}</h1>", esc(&title));
     main.push_str(&pull_command(cx, &title));
@@ -55,7 +59,10 @@ fn pull_command(cx: &Ctx, name: &str) -> String {
 
 fn facts(img: &Image, base: &str) -> String {
     let mut dl = vec![
-        ("Digest", format!("<code>{}</code>", esc(&img.digest.to_string()))),
+        (
+            "Digest",
+            format!("<code>{}</code>", esc(&img.digest.to_string())),
+        ),
         (
             "Media type",
             format!(
@@ -138,7 +145,10 @@ fn children(list: &[Descriptor], base: &str) -> String {
 
 fn config(c: &ImageConfig) -> String {
     let rc = &c.config;
-    let json = |v: &Option<Vec<String>>| v.as_ref().map(|v| serde_json::to_string(v).unwrap_or_default());
+    let json = |v: &Option<Vec<String>>| {
+        v.as_ref()
+            .map(|v| serde_json::to_string(v).unwrap_or_default())
+    };
     let mut dl = String::new();
     let ports = rc
         .exposed_ports
@@ -192,7 +202,11 @@ fn key_values(title: &str, map: &BTreeMap<String, String>) -> String {
             )
         })
         .collect();
-    format!("<h3>{}</h3>{}", esc(title), table(&["Name", "Value"], &rows))
+    format!(
+        "<h3>{}</h3>{}",
+        esc(title),
+        table(&["Name", "Value"], &rows)
+    )
 }
 
 fn layers(list: &[Descriptor]) -> String {
@@ -221,7 +235,11 @@ fn history(c: &ImageConfig) -> String {
     }
     let mut rows = String::new();
     for h in &c.history {
-        let what = h.created_by.as_deref().or(h.comment.as_deref()).unwrap_or("");
+        let what = h
+            .created_by
+            .as_deref()
+            .or(h.comment.as_deref())
+            .unwrap_or("");
         rows.push_str(&format!(
             "<tr><td class=\"nowrap\">{}</td><td class=\"wrap\"><code>{}</code></td><td>{}</td></tr>",
             esc(&h.created.as_deref().map(when).unwrap_or_default()),
@@ -235,7 +253,12 @@ fn history(c: &ImageConfig) -> String {
     )
 }
 
-async fn referrers(cx: &Ctx<'_>, repo: &RepoName, img: &Image, base: &str) -> Result<String, ApiError> {
+async fn referrers(
+    cx: &Ctx<'_>,
+    repo: &RepoName,
+    img: &Image,
+    base: &str,
+) -> Result<String, ApiError> {
     let refs = cx.api.registry.referrers(repo, &img.digest, None).await?;
     if refs.is_empty() {
         return Ok("<h2>Referrers</h2><p class=\"empty\">No signatures, SBOMs or other artifacts refer to this manifest.</p>".into());

@@ -46,7 +46,10 @@ pub async fn show(cx: &Ctx<'_>, repo: &RepoName) -> ApiResult {
         table(&head, &rows)
     };
     let notice = cx.query("deleted").map_or(String::new(), |d| {
-        format!("<p class=\"notice\" role=\"status\">Deleted {}.</p>", esc(&d))
+        format!(
+            "<p class=\"notice\" role=\"status\">Deleted {}.</p>",
+            esc(&d)
+        )
     });
     let main = format!(
         "{notice}<h1 class=\"name\">{}</h1><p class=\"meta\">{} tag{}</p>{}<div id=\"results\">{results}{}</div>",
