@@ -466,3 +466,49 @@ fn lists_are_paged_with_a_cursor_keeping_the_filter() {
     let one = page(&s, ALICE, "/ui/?q=pg&n=0");
     assert_eq!(one.matches("<tr><td><a href=\"/ui/r/").count(), 1);
 }
+
+#[test]
+fn an_index_shows_its_platforms_and_links_its_images() {
+    let (mut s, _dir) = start("", &[]);
+    as_alice(&mut s);
+    let mut entries = vec![];
+    for (arch, seed) in [("amd64", "x"), ("arm64", "y")] {
+        let d = push_image(&s, "team/multi", &format!("only-{arch}"), seed);
+        let size = get_manifest(&s, "team/multi", &d).body.len();
+        entries.push(serde_json::json!({
+            "mediaType": OCI_MANIFEST, "digest": d, "size": size,
+            "platform": { "os": "linux", "architecture": arch },
+        }));
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": entries,
+    })
+    .to_string();
+    let r = s
+        .req("PUT", "/v2/team/multi/manifests/latest")
+        .header("Content-Type", "application/vnd.oci.image.index.v1+json")
+        .body(index)
+        .send();
+    assert_eq!(r.status, 201, "{}", r.text());
+    let tags = page(&s, ALICE, "/ui/r/team/multi");
+    let row = &tags[tags.find("/-/m/latest").unwrap()..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(
+        row.contains("OCI index") && row.contains("linux/amd64, linux/arm64"),
+        "{row}"
+    );
+    let detail = page(&s, ALICE, "/ui/r/team/multi/-/m/latest");
+    assert!(detail.contains("<h2>Manifests</h2>"));
+    for e in &entries {
+        let d = e["digest"].as_str().unwrap();
+        assert!(
+            detail.contains(&format!("href=\"/ui/r/team/multi/-/m/{d}\"")),
+            "{d}"
+        );
+    }
+    assert!(
+        !detail.contains("<h2>Layers"),
+        "an index has no layers of its own"
+    );
+}

@@ -94,6 +94,11 @@ pub struct Image {
     pub config: Option<ImageConfig>,
 }
 
+const IMAGE_CONFIGS: [&str; 2] = [
+    "application/vnd.docker.container.image.v1+json",
+    "application/vnd.oci.image.config.v1+json",
+];
+
 /// Config blobs larger than this are not read for display.
 const CONFIG_MAX: u64 = 4 << 20;
 
@@ -102,8 +107,15 @@ impl Image {
     pub async fn load(api: &Api, repo: &RepoName, r: &Reference) -> Result<Image, ApiError> {
         let m = api.registry.get_manifest(repo, r).await?;
         let body: ManifestBody = serde_json::from_slice(&m.bytes).unwrap_or_default();
+        // Artifacts (signatures, SBOMs) have some other config, often `{}`.
         let config = match &body.config {
-            Some(c) if !is_index(&m.media_type) => read_config(api, repo, &c.digest).await,
+            Some(c)
+                if c.media_type
+                    .as_deref()
+                    .is_some_and(|t| IMAGE_CONFIGS.contains(&t)) =>
+            {
+                read_config(api, repo, &c.digest).await
+            }
             _ => None,
         };
         Ok(Image {

@@ -181,6 +181,15 @@ async function phoneShots(browser) {
     await shot(page, name, "phone");
   }
   await ctx.close();
+  // The browse-only view, and what a forbidden page looks like, on a phone.
+  const reader = await open(browser, READER, "phone");
+  await reader.page.goto(`${URL_BASE}/ui/r/${REPO}/-/m/${KEEP_TAG}`);
+  expect((await reader.page.locator("a[href*='/-/delete/']").count()) === 0, "reader sees a delete control on a phone");
+  await shot(reader.page, "7-manifest-browse-only", "phone");
+  const r = await reader.page.goto(`${URL_BASE}/ui/r/${REPO}/-/delete/${KEEP_TAG}`);
+  expect(r.status() === 403, `reader's confirmation page answered ${r.status()}`);
+  await shot(reader.page, "8-delete-refused", "phone");
+  await reader.ctx.close();
 }
 
 (async () => {
