@@ -65,10 +65,16 @@ pub fn secure(b: hyper::http::response::Builder) -> hyper::http::response::Build
 /// A page that only says what went wrong.
 pub fn error_page(status: StatusCode, user: Option<&str>, message: &str) -> Response<Body> {
     let title = status.canonical_reason().unwrap_or("Error");
+    // Storage and API messages are lower-case phrases; here they stand alone.
+    let mut chars = message.chars();
+    let message: String = chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default();
     let main = format!(
         "<h1>{}</h1><p class=\"error\">{}</p><p><a href=\"/ui/\">Back to the repositories</a></p>",
         esc(title),
-        esc(message)
+        esc(&message)
     );
     html(status, document(title, user, &[], &main))
 }
