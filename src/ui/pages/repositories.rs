@@ -18,17 +18,21 @@ pub struct Row {
 /// The bytes a repository occupies, when known cheaply. The storage usage
 /// cache answers this once it exists; until then the size is unknown (shown
 /// as `—`) rather than computed per request by reading every manifest.
-pub fn repository_size(_api: &Api, _repo: &RepoName) -> Option<u64> {
+pub async fn repository_size(_api: &Api, _repo: &RepoName) -> Option<u64> {
     None
 }
 
 async fn row(api: &Api, name: String) -> Row {
-    let repo = RepoName::parse(&name);
-    let tags = match &repo {
-        Some(r) => api.registry.tags(r).await.map_or(0, |t| t.len()),
-        None => 0,
+    // The catalog lists only valid names; anything else would show empty.
+    let Some(repo) = RepoName::parse(&name) else {
+        return Row {
+            name,
+            tags: 0,
+            size: None,
+        };
     };
-    let size = repo.as_ref().and_then(|r| repository_size(api, r));
+    let tags = api.registry.tags(&repo).await.map_or(0, |t| t.len());
+    let size = repository_size(api, &repo).await;
     Row { name, tags, size }
 }
 
