@@ -35,8 +35,8 @@ function expect(cond, msg) {
 }
 
 const problems = [];
-async function open(browser, who, kind) {
-  const ctx = await browser.newContext({ ...VIEWPORTS[kind], httpCredentials: who });
+async function open(browser, who, kind, extra = {}) {
+  const ctx = await browser.newContext({ ...VIEWPORTS[kind], httpCredentials: who, ...extra });
   const page = await ctx.newPage();
   // A CSP violation or a script error shows up here: there must be none.
   page.on("console", (m) => {
@@ -192,6 +192,23 @@ async function phoneShots(browser) {
   await reader.ctx.close();
 }
 
+/// Reading works without JavaScript: the filter is a plain form.
+async function withoutScript(browser) {
+  const { ctx, page } = await open(browser, READER, "laptop", { javaScriptEnabled: false });
+  await page.goto(`${URL_BASE}/ui/`);
+  await page.getByRole("searchbox").fill(REPO.slice(-3));
+  await Promise.all([page.waitForNavigation(), page.getByRole("searchbox").press("Enter")]);
+  expect(page.url().includes("?q="), `the filter form submitted: ${page.url()}`);
+  await page.locator(`a[href="/ui/r/${REPO}"]`).click();
+  await page.locator(`a[href="/ui/r/${REPO}/-/m/${KEEP_TAG}"]`).click();
+  await page.getByRole("heading", { name: `${REPO}:${KEEP_TAG}` }).waitFor();
+  const rows = await page.locator("h2:has-text('Layers') + .table-wrap tbody tr").count();
+  expect(rows === LAYERS.length, `without JavaScript ${rows} layer rows`);
+  expect(!(await page.locator("button.copy").isVisible()), "the copy button needs JavaScript");
+  await shot(page, "9-manifest-without-javascript", "laptop");
+  await ctx.close();
+}
+
 (async () => {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   // Root needs --no-sandbox; the rest keep Chromium from calling out to a
@@ -205,6 +222,7 @@ async function phoneShots(browser) {
     const token = await adminFlow(browser);
     await readerFlow(browser, token);
     await phoneShots(browser);
+    await withoutScript(browser);
   } finally {
     await browser.close();
   }
