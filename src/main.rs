@@ -15,6 +15,7 @@ mod storage;
 mod systemd;
 mod timefmt;
 mod tls;
+mod ui;
 mod watch;
 
 use clap::{CommandFactory, Parser, Subcommand};

@@ -42,6 +42,7 @@ pub struct Settings {
     pub max_url_bytes: usize,
     /// Served at `/ca.crt` for clients to fetch what they should trust.
     pub ca_certificate: Option<Vec<u8>>,
+    pub ui: crate::ui::UiSettings,
 }
 
 impl Settings {
@@ -71,6 +72,7 @@ impl Settings {
             headers,
             max_url_bytes: c.privateregistry.limits.maxurlbytes,
             ca_certificate,
+            ui: crate::ui::UiSettings::from_config(c),
         }
     }
 }
@@ -158,6 +160,9 @@ pub async fn handle(
 
 async fn dispatch(api: &Api, caller: &Caller, req: &Parts, body: Incoming) -> ApiResult {
     check_url(api, req)?;
+    if crate::ui::serves(api, req.uri.path()) {
+        return crate::ui::handle(api, caller, req, body).await;
+    }
     let route = route::parse(req.uri.path()).map_err(|e| match e {
         // Even an anonymous caller admitted by some rule learns nothing about paths.
         _ if *caller == Caller::Anonymous => guard::challenge(api),

@@ -291,6 +291,20 @@ pub struct Ours {
     /// clients can fetch what they should trust.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cacertificate: Option<PathBuf>,
+    /// The built-in web UI under `/ui/` (distribution has no such key).
+    pub ui: Ui,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Ui {
+    pub enabled: bool,
+}
+
+impl Default for Ui {
+    fn default() -> Self {
+        Ui { enabled: true }
+    }
 }
 
 impl Default for Ours {
@@ -307,6 +321,7 @@ impl Default for Ours {
             accesslog: None,
             awaitcertificate: false,
             cacertificate: None,
+            ui: Ui::default(),
         }
     }
 }
