@@ -2,4 +2,5 @@
 
 pub mod generate;
 pub mod htpasswd;
+pub mod offline;
 mod prompt;

@@ -4,11 +4,13 @@
 //! are errors that name the key and say what was expected, found before
 //! anything is bound.
 
+pub mod collection;
 pub mod duration;
 pub mod env;
 pub mod listeners;
 pub mod security;
 
+use collection::ScheduledGc;
 use duration::GoDuration;
 use listeners::{Limits, ListenerConfig};
 use security::{Access, Auth, AuthTuning, Tls};
@@ -291,6 +293,8 @@ pub struct Ours {
     /// clients can fetch what they should trust.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cacertificate: Option<PathBuf>,
+    /// Garbage collection run by the daemon on a schedule (off by default).
+    pub gc: ScheduledGc,
 }
 
 impl Default for Ours {
@@ -307,6 +311,7 @@ impl Default for Ours {
             accesslog: None,
             awaitcertificate: false,
             cacertificate: None,
+            gc: ScheduledGc::default(),
         }
     }
 }
@@ -422,6 +427,7 @@ impl Config {
                 "serving under a path prefix is not supported yet",
             ));
         }
+        self.privateregistry.gc.validate()?;
         if self.privateregistry.maxpagesize == 0 {
             return Err(invalid(
                 "privateregistry.maxpagesize",

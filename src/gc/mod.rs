@@ -44,10 +44,13 @@
 //! each re-written if the blob's bytes are back by then.
 
 mod command;
-mod refs;
+pub(crate) mod refs;
+mod report;
+mod scheduled;
 mod untagged;
 
 pub use command::{GcArgs, run_command};
+pub use scheduled::run_scheduled;
 
 use crate::digest::Digest;
 use crate::names::RepoName;
