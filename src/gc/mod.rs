@@ -44,7 +44,6 @@
 //! each re-written if the blob's bytes are back by then.
 
 mod command;
-pub(crate) mod refs;
 mod report;
 mod scheduled;
 mod untagged;
@@ -55,7 +54,7 @@ pub use scheduled::run_scheduled;
 use crate::digest::Digest;
 use crate::names::RepoName;
 use crate::storage::{Registry, StorageError};
-use refs::References;
+use crate::storage::refs::{self, References};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 

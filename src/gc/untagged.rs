@@ -5,7 +5,7 @@
 //! tag, which distribution's collector wrongly deletes) and the referrers of
 //! a kept manifest (signatures, SBOMs, whose `subject` it is).
 
-use super::refs::References;
+use crate::storage::refs::References;
 use crate::digest::Digest;
 use std::collections::{HashMap, HashSet};
 
@@ -104,6 +104,7 @@ mod tests {
     fn node(children: &[char], subject: Option<char>) -> Option<References> {
         Some(References {
             blobs: vec![],
+            foreign: vec![],
             children: children.iter().map(|c| d(*c)).collect(),
             subject: subject.map(d),
         })

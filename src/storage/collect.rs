@@ -258,11 +258,16 @@ impl Registry {
         }
     }
 
-    /// Removes `repo`'s `_layers` link to a blob whose bytes are gone. If the
-    /// bytes are back by then (pushed again meanwhile, which links after
-    /// storing), the link is written again. Returns whether a link was removed for good.
+    /// Removes `repo`'s `_layers` link to a blob whose bytes are gone.
+    /// Returns whether a link was removed for good.
     pub async fn unlink_swept_blob(&self, repo: &RepoName, d: &Digest) -> Result<bool> {
-        let link = paths::layer_link(repo, d);
+        self.unlink_unless_back(paths::layer_link(repo, d), d).await
+    }
+
+    /// Removes a link naming `d`, whose bytes are gone. If the bytes are
+    /// back by then (pushed again meanwhile, which links after storing), the
+    /// link is written again. Returns whether it was removed for good.
+    pub(super) async fn unlink_unless_back(&self, link: String, d: &Digest) -> Result<bool> {
         if !self.remove_link_unless_rewritten(link.clone()).await? {
             return Ok(false);
         }
