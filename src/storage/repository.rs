@@ -21,11 +21,16 @@ pub struct Contents {
 }
 
 impl Registry {
+    /// Whether `repo` is a repository rather than a directory that only
+    /// holds nested ones (or nothing): as the catalog decides.
+    pub async fn is_repository(&self, repo: &RepoName) -> Result<bool> {
+        let children = self.list(paths::repo(repo)).await?;
+        Ok(children.iter().any(|c| c == "_manifests" || c == "_layers"))
+    }
+
     /// What `repo` holds; `NameUnknown` if it is not a repository.
     pub async fn repository_contents(&self, repo: &RepoName) -> Result<Contents> {
-        let dir = paths::repo(repo);
-        let children = self.list(dir).await?;
-        if !children.iter().any(|c| c == "_manifests" || c == "_layers") {
+        if !self.is_repository(repo).await? {
             return Err(StorageError::NameUnknown(repo.to_string()));
         }
         let mut tags = vec![];

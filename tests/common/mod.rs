@@ -5,6 +5,7 @@
 
 pub mod docker;
 pub mod oci;
+pub mod store;
 pub mod tls;
 
 use std::io::{BufRead, BufReader, Read, Write};
