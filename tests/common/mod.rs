@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod docker;
+pub mod images;
 pub mod oci;
 pub mod store;
 pub mod tls;

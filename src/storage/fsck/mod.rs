@@ -64,13 +64,14 @@ impl Check<'_> {
         });
     }
 
-    /// Whether `d` names a blob with the right bytes: hashed so, or stored
-    /// since the blobs were hashed (a push meanwhile).
+    /// Whether `d` names a blob with the right bytes: hashed so, stored
+    /// since the blobs were hashed (a push meanwhile), or set aside by a
+    /// collection, which may put it back (reported as such, not as missing).
     async fn blob_ok(&self, d: &Digest) -> Result<bool> {
         if self.corrupt.contains(d) {
             return Ok(false);
         }
-        Ok(self.intact.contains(d) || self.reg.stored_blob_size(d).await?.is_some())
+        Ok(self.intact.contains(d) || !self.reg.blob_gone(d).await?)
     }
 
     fn missing(&self, d: &Digest) -> &'static str {
