@@ -200,6 +200,61 @@ fn delete_untagged_keeps_multi_arch_children() {
 }
 
 #[test]
+fn untagged_graphs_stay_without_the_flag_and_go_with_it() {
+    let s = Server::start();
+    let repo = "graphs";
+    // A multi-arch index whose tag was deleted, with its two children.
+    let (amd, amd_c, amd_l) = image(&s, repo, "g-amd64", None);
+    let (arm, arm_c, arm_l) = image(&s, repo, "g-arm64", None);
+    let amd_d = put_manifest(&s, repo, &sha256(amd.as_bytes()), OCI_MANIFEST, &amd);
+    let arm_d = put_manifest(&s, repo, &sha256(arm.as_bytes()), OCI_MANIFEST, &arm);
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{amd_d}","size":{}}},{{"mediaType":"{OCI_MANIFEST}","digest":"{arm_d}","size":{}}}]}}"#,
+        amd.len(),
+        arm.len()
+    );
+    let index_d = put_manifest(&s, repo, "multi", OCI_INDEX, &index);
+    // A single-arch image whose tag was deleted.
+    let (single, single_c, single_l) = image(&s, repo, "g-single", None);
+    put_manifest(&s, repo, "single", OCI_MANIFEST, &single);
+    let single_d = sha256(single.as_bytes());
+    for tag in ["multi", "single"] {
+        let r = s.req("DELETE", &format!("/v2/{repo}/manifests/{tag}")).send();
+        assert_eq!(r.status, 202);
+    }
+    // An untagged image with a referrer.
+    let (subj, subj_c, _) = image(&s, repo, "g-subject", None);
+    let subj_d = put_manifest(&s, repo, &sha256(subj.as_bytes()), OCI_MANIFEST, &subj);
+    let (sig, sig_c, _) = image(&s, repo, "g-sig", Some(&subj_d));
+    let sig_d = put_manifest(&s, repo, &sha256(sig.as_bytes()), OCI_MANIFEST, &sig);
+    let manifests = [&index_d, &amd_d, &arm_d, &single_d, &subj_d, &sig_d];
+    let blobs = [&amd_c, &amd_l, &arm_c, &arm_l, &single_c, &single_l, &subj_c, &sig_c];
+
+    let out = gc(&s, &["--grace", "0s"]);
+    assert!(out.contains("0 blobs eligible for deletion"), "{out}");
+    for d in manifests {
+        assert_eq!(manifest_status(&s, repo, d), 200, "{d} went without --delete-untagged");
+    }
+    for d in blobs {
+        assert!(stored(&s, d), "{d}");
+    }
+
+    let out = gc(&s, &["--delete-untagged", "--grace", "0s"]);
+    for d in manifests {
+        assert!(out.contains(&format!("deleted manifest {repo}@{d}")), "{d}:\n{out}");
+        assert_eq!(manifest_status(&s, repo, d), 404, "{d}");
+        assert!(!stored(&s, d), "{d}");
+    }
+    for d in blobs {
+        assert!(!stored(&s, d), "{d} of an untagged graph still stored");
+    }
+    let r = s.req("GET", &format!("/v2/{repo}/referrers/{subj_d}")).send();
+    assert_eq!(r.json()["manifests"], serde_json::json!([]));
+    let a = audit_store(&s.root);
+    assert!(a.problems.is_empty(), "{:#?}", a.problems);
+}
+
+#[test]
 fn referrers_stay_with_their_subject() {
     let s = Server::start();
     let repo = "signed";
