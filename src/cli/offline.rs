@@ -25,6 +25,7 @@ impl Offline {
             log::warn!("config: {w}");
         }
         let root = loaded.config.root_directory();
+        check_owner(&root)?;
         let registry = Registry::new(Arc::new(FilesystemDriver::new(&root)));
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -41,4 +42,25 @@ impl Offline {
     pub fn full_path(&self, path: &str) -> PathBuf {
         self.root.join(path)
     }
+}
+
+/// Refuses root on a data directory another user owns (the package's
+/// `private-registry`): directories and links root created there would
+/// stay unwritable for the daemon, breaking later pushes.
+fn check_owner(root: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(root) else {
+        return Ok(());
+    };
+    if !nix::unistd::geteuid().is_root() || meta.uid() == 0 {
+        return Ok(());
+    }
+    let owner = nix::unistd::User::from_uid(meta.uid().into())
+        .ok()
+        .flatten()
+        .map_or_else(|| meta.uid().to_string(), |u| u.name);
+    Err(format!(
+        "{} belongs to user {owner}: run this as that user (sudo -u {owner} private-registry ...) so what it writes stays writable by the registry",
+        root.display()
+    ))
 }
