@@ -341,7 +341,11 @@ fn every_delete_is_refused_when_disabled_and_removes_nothing() {
         format!("/v2/b/blobs/{layer}"),
     ] {
         let r = off.req("DELETE", &path).send();
-        assert_eq!((r.status, r.code().as_str()), (405, "UNSUPPORTED"), "{path}");
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (405, "UNSUPPORTED"),
+            "{path}"
+        );
     }
     assert_eq!(walk_files(&off.root), before);
     assert_eq!(get_manifest(&off, "a", "t1").status, 200);

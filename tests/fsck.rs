@@ -90,7 +90,11 @@ fn flipped_truncated_and_dangling_are_found_then_repaired() {
     let before = snapshot(&s.root);
     let (code, out) = fsck(&s, false);
     assert_eq!(code, 1, "{out}");
-    assert_eq!(snapshot(&s.root), before, "fsck without --repair changed files");
+    assert_eq!(
+        snapshot(&s.root),
+        before,
+        "fsck without --repair changed files"
+    );
     for (d, path, what) in [
         (&a_layer, flipped.clone(), "corrupt blob"),
         (&b_config, truncated.clone(), "corrupt blob"),
@@ -101,12 +105,18 @@ fn flipped_truncated_and_dangling_are_found_then_repaired() {
     }
     let tag = repo_dir(&s, "c").join("_manifests/tags/1/current/link");
     assert_eq!(
-        lines_with(&out, &format!("{} {c}: tag names a manifest", tag.display())).len(),
+        lines_with(
+            &out,
+            &format!("{} {c}: tag names a manifest", tag.display())
+        )
+        .len(),
         1,
         "{out}"
     );
     assert!(
-        out.contains(&format!("manifest references blob {a_layer}, whose bytes are corrupt")),
+        out.contains(&format!(
+            "manifest references blob {a_layer}, whose bytes are corrupt"
+        )),
         "{out}"
     );
 
@@ -123,7 +133,12 @@ fn flipped_truncated_and_dangling_are_found_then_repaired() {
     assert!(kept.contains(&bytes) && kept.contains(&truncated_bytes));
     assert!(!ghost_link.exists(), "dangling link left");
     assert!(!link(&repo_dir(&s, "a").join("_layers"), &a_layer).exists());
-    assert_eq!(s.req("GET", &format!("/v2/a/blobs/{a_layer}")).send().status, 404);
+    assert_eq!(
+        s.req("GET", &format!("/v2/a/blobs/{a_layer}"))
+            .send()
+            .status,
+        404
+    );
     let tags = s.req("GET", "/v2/c/tags/list").send().json();
     assert_eq!(tags["tags"], serde_json::json!([]), "dangling tag left");
     // What is left to say is what only a push can mend: the images whose
@@ -174,25 +189,44 @@ fn leftovers_of_interrupted_operations_are_reported_then_swept() {
     let before = snapshot(&s.root);
     let (code, out) = fsck(&s, false);
     assert_eq!(code, 1, "{out}");
-    assert_eq!(snapshot(&s.root), before, "fsck without --repair changed files");
+    assert_eq!(
+        snapshot(&s.root),
+        before,
+        "fsck without --repair changed files"
+    );
     for (path, what) in [
-        (aside.display().to_string(), "interrupted garbage collection"),
-        (v2.join("_trash/00112233aabbccdd").display().to_string(), "interrupted repository delete"),
+        (
+            aside.display().to_string(),
+            "interrupted garbage collection",
+        ),
+        (
+            v2.join("_trash/00112233aabbccdd").display().to_string(),
+            "interrupted repository delete",
+        ),
         (staging.display().to_string(), "interrupted tag operation"),
         (old_tmp.display().to_string(), "temporary file"),
     ] {
         assert_eq!(
-            lines_with(&out, what).iter().filter(|l| l.contains(&path)).count(),
+            lines_with(&out, what)
+                .iter()
+                .filter(|l| l.contains(&path))
+                .count(),
             1,
             "{what}:\n{out}"
         );
     }
-    assert!(!out.contains(".data.tmp-"), "a young temporary file reported:\n{out}");
+    assert!(
+        !out.contains(".data.tmp-"),
+        "a young temporary file reported:\n{out}"
+    );
 
     let (code, out) = fsck(&s, true);
     assert_eq!(code, 1, "{out}");
     assert_eq!(lines_with(&out, "(repaired: ").len(), 4, "{out}");
-    assert!(young_tmp.exists(), "a write that may be in progress lost its file");
+    assert!(
+        young_tmp.exists(),
+        "a write that may be in progress lost its file"
+    );
     for p in [v2.join("_trash/00112233aabbccdd"), staging, old_tmp] {
         assert!(!p.exists(), "{} left", p.display());
     }

@@ -219,7 +219,9 @@ fn untagged_graphs_stay_without_the_flag_and_go_with_it() {
     put_manifest(&s, repo, "single", OCI_MANIFEST, &single);
     let single_d = sha256(single.as_bytes());
     for tag in ["multi", "single"] {
-        let r = s.req("DELETE", &format!("/v2/{repo}/manifests/{tag}")).send();
+        let r = s
+            .req("DELETE", &format!("/v2/{repo}/manifests/{tag}"))
+            .send();
         assert_eq!(r.status, 202);
     }
     // An untagged image with a referrer.
@@ -228,12 +230,18 @@ fn untagged_graphs_stay_without_the_flag_and_go_with_it() {
     let (sig, sig_c, _) = image(&s, repo, "g-sig", Some(&subj_d));
     let sig_d = put_manifest(&s, repo, &sha256(sig.as_bytes()), OCI_MANIFEST, &sig);
     let manifests = [&index_d, &amd_d, &arm_d, &single_d, &subj_d, &sig_d];
-    let blobs = [&amd_c, &amd_l, &arm_c, &arm_l, &single_c, &single_l, &subj_c, &sig_c];
+    let blobs = [
+        &amd_c, &amd_l, &arm_c, &arm_l, &single_c, &single_l, &subj_c, &sig_c,
+    ];
 
     let out = gc(&s, &["--grace", "0s"]);
     assert!(out.contains("0 blobs eligible for deletion"), "{out}");
     for d in manifests {
-        assert_eq!(manifest_status(&s, repo, d), 200, "{d} went without --delete-untagged");
+        assert_eq!(
+            manifest_status(&s, repo, d),
+            200,
+            "{d} went without --delete-untagged"
+        );
     }
     for d in blobs {
         assert!(stored(&s, d), "{d}");
@@ -241,14 +249,19 @@ fn untagged_graphs_stay_without_the_flag_and_go_with_it() {
 
     let out = gc(&s, &["--delete-untagged", "--grace", "0s"]);
     for d in manifests {
-        assert!(out.contains(&format!("deleted manifest {repo}@{d}")), "{d}:\n{out}");
+        assert!(
+            out.contains(&format!("deleted manifest {repo}@{d}")),
+            "{d}:\n{out}"
+        );
         assert_eq!(manifest_status(&s, repo, d), 404, "{d}");
         assert!(!stored(&s, d), "{d}");
     }
     for d in blobs {
         assert!(!stored(&s, d), "{d} of an untagged graph still stored");
     }
-    let r = s.req("GET", &format!("/v2/{repo}/referrers/{subj_d}")).send();
+    let r = s
+        .req("GET", &format!("/v2/{repo}/referrers/{subj_d}"))
+        .send();
     assert_eq!(r.json()["manifests"], serde_json::json!([]));
     let a = audit_store(&s.root);
     assert!(a.problems.is_empty(), "{:#?}", a.problems);

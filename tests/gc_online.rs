@@ -61,7 +61,10 @@ fn scheduled_collection_removes_what_nothing_references() {
         "no scheduled collection removed them; log:\n{}",
         s.log_text()
     );
-    assert!(s.log_text().contains("garbage collection scheduled every 1s"));
+    assert!(
+        s.log_text()
+            .contains("garbage collection scheduled every 1s")
+    );
     for d in &untagged_blobs {
         assert!(!stored(&s, d), "{d} still stored");
     }
@@ -75,7 +78,13 @@ fn scheduled_collection_removes_what_nothing_references() {
 /// new one is pulled, and unless it is one to keep, deleted before the
 /// next push reuses its layers. Every fifth acknowledged one is kept and
 /// added to `kept`.
-fn churn(s: &Server, round: u64, until: Instant, pool: &[Vec<u8>], kept: &mut Vec<(String, String)>) {
+fn churn(
+    s: &Server,
+    round: u64,
+    until: Instant,
+    pool: &[Vec<u8>],
+    kept: &mut Vec<(String, String)>,
+) {
     let mut live: Option<(String, String)> = None;
     let mut i = 0u64;
     while Instant::now() < until {
@@ -87,7 +96,7 @@ fn churn(s: &Server, round: u64, until: Instant, pool: &[Vec<u8>], kept: &mut Ve
         }
         let tag = format!("r{round}-{i}");
         if let Some(d) = push_sharing(s, "busy", &tag, round * 1000 + i, pool) {
-            if i % 5 == 0 {
+            if i.is_multiple_of(5) {
                 kept.push((tag, d));
             } else {
                 live = Some((tag, d));
@@ -123,7 +132,13 @@ fn collectors_killed_mid_collection_lose_nothing() {
             let (mut killed, mut finished) = (0, 0);
             while !stop.load(Ordering::SeqCst) {
                 let mut child = Command::new(BIN)
-                    .args(["garbage-collect", "--delete-untagged", "--grace", "1s", "--config"])
+                    .args([
+                        "garbage-collect",
+                        "--delete-untagged",
+                        "--grace",
+                        "1s",
+                        "--config",
+                    ])
                     .arg(&config)
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
@@ -141,10 +156,19 @@ fn collectors_killed_mid_collection_lose_nothing() {
             (killed, finished)
         })
     };
-    churn(&s, 0, Instant::now() + Duration::from_secs(8), &pool, &mut kept);
+    churn(
+        &s,
+        0,
+        Instant::now() + Duration::from_secs(8),
+        &pool,
+        &mut kept,
+    );
     stop.store(true, Ordering::SeqCst);
     let (killed, finished) = killer.join().unwrap();
-    eprintln!("command: {killed} collections killed, {finished} finished; {} kept", kept.len());
+    eprintln!(
+        "command: {killed} collections killed, {finished} finished; {} kept",
+        kept.len()
+    );
     assert!(killed > 0, "no collection was killed");
     every_kept_image_pulls(&s, &kept);
     drop(s);
@@ -164,16 +188,26 @@ fn collectors_killed_mid_collection_lose_nothing() {
             + log.matches("garbage collection failed").count();
         interrupted += started - ended;
     }
-    eprintln!("daemon: {interrupted} of 5 kills came mid-collection; {} kept", kept.len());
+    eprintln!(
+        "daemon: {interrupted} of 5 kills came mid-collection; {} kept",
+        kept.len()
+    );
 
     // A following collection and fsck find everything sound.
     let s = Server::start_on(&root, "", &[]);
     every_kept_image_pulls(&s, &kept);
-    let o = storage_cmd(&s, &["garbage-collect", "--delete-untagged", "--grace", "1s"]);
+    let o = storage_cmd(
+        &s,
+        &["garbage-collect", "--delete-untagged", "--grace", "1s"],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     every_kept_image_pulls(&s, &kept);
     fsck_clean(&s);
     let a = audit_store(&root);
     assert!(a.problems.is_empty(), "{:#?}", a.problems);
-    assert!(kept.len() > 5, "too few images kept to mean anything: {}", kept.len());
+    assert!(
+        kept.len() > 5,
+        "too few images kept to mean anything: {}",
+        kept.len()
+    );
 }

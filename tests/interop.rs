@@ -910,7 +910,10 @@ fn distribution_serves_a_tree_after_our_maintenance() {
     dist.stop();
     // distribution's collector walks it too, and finds nothing to remove.
     let out = distribution_gc(&root, true);
-    let summary = out.lines().find(|l| l.contains(" blobs marked, ")).unwrap_or("");
+    let summary = out
+        .lines()
+        .find(|l| l.contains(" blobs marked, "))
+        .unwrap_or("");
     assert!(
         summary.ends_with(" blobs marked, 0 blobs and 0 manifests eligible for deletion"),
         "{out}"

@@ -47,12 +47,19 @@ fn delete_removes_one_repository_and_leaves_nested_and_shared() {
     let lines: Vec<&str> = list.lines().collect();
     assert_eq!(
         lines,
-        ["a\t2 tags\t2 manifests", "a/b\t1 tags\t1 manifests", "other\t1 tags\t1 manifests"],
+        [
+            "a\t2 tags\t2 manifests",
+            "a/b\t1 tags\t1 manifests",
+            "other\t1 tags\t1 manifests"
+        ],
         "{list}"
     );
     let json: serde_json::Value =
         serde_json::from_str(&stdout(&storage_cmd(&s, &["repository", "list", "--json"]))).unwrap();
-    assert_eq!(json[0], serde_json::json!({"name": "a", "tags": 2, "manifests": 2}));
+    assert_eq!(
+        json[0],
+        serde_json::json!({"name": "a", "tags": 2, "manifests": 2})
+    );
     assert_eq!(json.as_array().unwrap().len(), 3);
 
     let before = walk_files(&s.root);
@@ -72,7 +79,11 @@ fn delete_removes_one_repository_and_leaves_nested_and_shared() {
     let o = storage_cmd(&s, &["repository", "delete", "a"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("pass --yes"));
-    assert_eq!(walk_files(&s.root), before, "a refused delete changed files");
+    assert_eq!(
+        walk_files(&s.root),
+        before,
+        "a refused delete changed files"
+    );
 
     let o = storage_cmd(&s, &["repository", "delete", "a", "--yes"]);
     assert!(o.status.success(), "{o:?}");
@@ -88,7 +99,9 @@ fn delete_removes_one_repository_and_leaves_nested_and_shared() {
     pulls(&s, "a/b", "1", &nested);
     pulls(&s, "other", "1", &other);
     let v2 = s.root.join("docker/registry/v2");
-    assert!(!v2.join("_trash").exists() || std::fs::read_dir(v2.join("_trash")).unwrap().count() == 0);
+    assert!(
+        !v2.join("_trash").exists() || std::fs::read_dir(v2.join("_trash")).unwrap().count() == 0
+    );
 
     // Collection reclaims what only `a` used, and nothing else.
     let out = stdout(&storage_cmd(&s, &["garbage-collect", "--grace", "0s"]));
@@ -109,7 +122,11 @@ fn delete_removes_one_repository_and_leaves_nested_and_shared() {
     assert!(fsck.status.success(), "{}", stdout(&fsck));
 
     // With `a` gone, deleting `a/b` leaves no empty directories behind.
-    assert!(storage_cmd(&s, &["repository", "delete", "a/b", "--yes"]).status.success());
+    assert!(
+        storage_cmd(&s, &["repository", "delete", "a/b", "--yes"])
+            .status
+            .success()
+    );
     assert!(!v2.join("repositories/a").exists());
     let o = storage_cmd(&s, &["repository", "delete", "a/b", "--yes"]);
     assert_eq!(o.status.code(), Some(1));
@@ -145,7 +162,10 @@ fn delete_asks_on_a_terminal() {
             .write_all(format!("{answer}\n").as_bytes())
             .unwrap();
         let o = child.wait_with_output().unwrap();
-        (o.status.code(), String::from_utf8_lossy(&o.stdout).into_owned())
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
     };
     let (code, out) = ask("yes");
     assert!(out.contains("Type its name to confirm"), "{out}");
@@ -153,6 +173,9 @@ fn delete_asks_on_a_terminal() {
     assert_eq!(get_manifest(&s, "team/app", "1").status, 200);
     let (code, out) = ask("team/app");
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains(&format!("deleted manifest team/app@{d}")), "{out}");
+    assert!(
+        out.contains(&format!("deleted manifest team/app@{d}")),
+        "{out}"
+    );
     assert_eq!(get_manifest(&s, "team/app", &d).status, 404);
 }

@@ -31,11 +31,12 @@ pub fn run(args: &FsckArgs) -> ExitCode {
         repair: args.repair,
         grace: args.grace,
     };
-    let (o, report) = match Offline::open(&args.config)
-        .and_then(|o| {
-            let r = o.block_on(o.registry.fsck(&opts)).map_err(|e| e.to_string())?;
-            Ok((o, r))
-        }) {
+    let (o, report) = match Offline::open(&args.config).and_then(|o| {
+        let r = o
+            .block_on(o.registry.fsck(&opts))
+            .map_err(|e| e.to_string())?;
+        Ok((o, r))
+    }) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("private-registry fsck: {e}");
@@ -48,7 +49,11 @@ pub fn run(args: &FsckArgs) -> ExitCode {
     for f in &report.notes {
         println!("note: {}", line(&o, f));
     }
-    let repaired = report.problems.iter().filter(|f| f.repaired.is_some()).count();
+    let repaired = report
+        .problems
+        .iter()
+        .filter(|f| f.repaired.is_some())
+        .count();
     println!(
         "checked {} blobs, {} links, {} manifests: {} problems, {repaired} repaired",
         report.blobs,
@@ -66,11 +71,7 @@ pub fn run(args: &FsckArgs) -> ExitCode {
 /// `PATH DIGEST: PROBLEM [(repaired: WHAT)]`, the path as found on disk.
 fn line(o: &Offline, f: &Finding) -> String {
     let digest = f.digest.as_ref().map_or("-".to_string(), |d| d.to_string());
-    let mut s = format!(
-        "{} {digest}: {}",
-        o.full_path(&f.path).display(),
-        f.problem
-    );
+    let mut s = format!("{} {digest}: {}", o.full_path(&f.path).display(), f.problem);
     if let Some(r) = &f.repaired {
         s.push_str(&format!(" (repaired: {r})"));
     }

@@ -4,5 +4,5 @@ pub mod fsck;
 pub mod generate;
 pub mod htpasswd;
 pub mod offline;
-pub mod repository;
 mod prompt;
+pub mod repository;

@@ -114,13 +114,17 @@ fn delete(o: &Offline, name: &str, dry_run: bool, yes: bool) -> Result<(), CliEr
         .block_on(o.registry.delete_repository(&repo))
         .map_err(unknown)?;
     print_contents(&repo, &removed, "deleted");
-    println!("its blobs are removed by the next garbage collection unless another repository uses them");
+    println!(
+        "its blobs are removed by the next garbage collection unless another repository uses them"
+    );
     Ok(())
 }
 
 fn print_contents(repo: &RepoName, c: &Contents, verb: &str) {
     for (t, d) in &c.tags {
-        let target = d.as_ref().map_or("(unreadable link)".to_string(), |d| d.to_string());
+        let target = d
+            .as_ref()
+            .map_or("(unreadable link)".to_string(), |d| d.to_string());
         println!("{verb} tag {repo}:{t} -> {target}");
     }
     for d in &c.manifests {

@@ -185,10 +185,12 @@ fn scheduled_gc_is_off_by_default_and_mistakes_name_the_key() {
         ("grace: 0s", "privateregistry.gc.grace:"),
         ("enabled: sometimes", "privateregistry.gc.enabled:"),
     ] {
-        let e = parse(&format!("version: 0.1\nprivateregistry:\n  gc:\n    {yaml}\n"))
-            .err()
-            .unwrap()
-            .to_string();
+        let e = parse(&format!(
+            "version: 0.1\nprivateregistry:\n  gc:\n    {yaml}\n"
+        ))
+        .err()
+        .unwrap()
+        .to_string();
         assert!(e.starts_with(key), "{yaml}: {e}");
     }
 }

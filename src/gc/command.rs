@@ -32,8 +32,10 @@ pub fn run_command(args: &GcArgs) -> ExitCode {
         delete_untagged: args.delete_untagged,
         grace: args.grace,
     };
-    let result = Offline::open(&args.config)
-        .and_then(|o| o.block_on(collect(&o.registry, &opts)).map_err(|e| e.to_string()));
+    let result = Offline::open(&args.config).and_then(|o| {
+        o.block_on(collect(&o.registry, &opts))
+            .map_err(|e| e.to_string())
+    });
     match result {
         Ok(report) => {
             for line in report.lines(args.dry_run) {

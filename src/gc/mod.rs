@@ -56,8 +56,8 @@ pub use scheduled::run_scheduled;
 
 use crate::digest::Digest;
 use crate::names::RepoName;
-use crate::storage::{Registry, StorageError};
 use crate::storage::refs::{self, References};
+use crate::storage::{Registry, StorageError};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 

@@ -5,8 +5,8 @@
 //! tag, which distribution's collector wrongly deletes) and the referrers of
 //! a kept manifest (signatures, SBOMs, whose `subject` it is).
 
-use crate::storage::refs::References;
 use crate::digest::Digest;
+use crate::storage::refs::References;
 use std::collections::{HashMap, HashSet};
 
 /// A repository's revisions and what each references (`None`: unreadable).

@@ -109,10 +109,8 @@ pub async fn run(
         state.registry.clone(),
         &state.config.storage.maintenance.uploadpurging,
     );
-    let collection = maintenance::spawn_scheduled_gc(
-        state.registry.clone(),
-        &state.config.privateregistry.gc,
-    );
+    let collection =
+        maintenance::spawn_scheduled_gc(state.registry.clone(), &state.config.privateregistry.gc);
     let drain = state.config.drain_timeout();
     let result = serve(rx, state, watchdog).await;
     if let Some(p) = purging {

@@ -142,11 +142,7 @@ pub const REPOSITORY_PARTS: [&str; 3] = ["_manifests", "_layers", "_uploads"];
 /// from `_quarantine` (whose entries collections put back). Never deleted
 /// by the registry.
 pub fn corrupt_entry(d: &Digest, id: &str) -> String {
-    format!(
-        "{ROOT}/_corrupt/{}-{}-{id}",
-        d.algorithm().name(),
-        d.hex()
-    )
+    format!("{ROOT}/_corrupt/{}-{}-{id}", d.algorithm().name(), d.hex())
 }
 
 /// A revision's directory, removed whole with its link.

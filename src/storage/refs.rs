@@ -41,7 +41,11 @@ pub fn references(bytes: &[u8]) -> Option<References> {
             .and_then(Value::as_array)
             .map(|a| {
                 a.iter()
-                    .filter(|l| l.get("urls").and_then(Value::as_array).is_some_and(|u| !u.is_empty()))
+                    .filter(|l| {
+                        l.get("urls")
+                            .and_then(Value::as_array)
+                            .is_some_and(|u| !u.is_empty())
+                    })
                     .filter_map(|l| digest(l, "digest"))
                     .collect()
             })

@@ -9,7 +9,13 @@ const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 /// HEAD each blob and upload only what is missing. `None` if the registry
 /// refused the manifest (a layer vanished between HEAD and put), which a
 /// client retries; `Some(digest)` once acknowledged.
-pub fn push_sharing(s: &Server, repo: &str, tag: &str, seed: u64, pool: &[Vec<u8>]) -> Option<String> {
+pub fn push_sharing(
+    s: &Server,
+    repo: &str,
+    tag: &str,
+    seed: u64,
+    pool: &[Vec<u8>],
+) -> Option<String> {
     let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":{seed}}}"#);
     let picks = [
         &pool[seed as usize % pool.len()],
@@ -58,4 +64,3 @@ pub fn pulls_completely(s: &Server, repo: &str, tag: &str, digest: &str) {
         assert_eq!(sha256(&r.body), d, "{tag}: blob {d} corrupt");
     }
 }
-

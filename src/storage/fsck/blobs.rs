@@ -17,9 +17,10 @@ impl Registry {
         let mut buf = vec![0u8; 1 << 20];
         let mut size = 0u64;
         loop {
-            let n = r.read(&mut buf).await.map_err(|e| {
-                super::super::driver::DriverError::io(&paths::blob_data(d), e)
-            })?;
+            let n = r
+                .read(&mut buf)
+                .await
+                .map_err(|e| super::super::driver::DriverError::io(&paths::blob_data(d), e))?;
             if n == 0 {
                 return Ok(Some((h.finish(), size)));
             }

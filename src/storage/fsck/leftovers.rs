@@ -20,7 +20,12 @@ impl Check<'_> {
         let what = "set aside by an interrupted garbage collection";
         for name in self.reg.list(paths::quarantine()).await? {
             let fixed = self.repair.then(|| "put back".to_string());
-            self.problem(format!("{}/{name}", paths::quarantine()), None, what.into(), fixed);
+            self.problem(
+                format!("{}/{name}", paths::quarantine()),
+                None,
+                what.into(),
+                fixed,
+            );
         }
         if self.repair {
             self.reg.recover_quarantine().await?;
@@ -61,8 +66,11 @@ impl Check<'_> {
         for dir in ["_staging", "_trash"] {
             let dir = format!("{}/_manifests/{dir}", paths::repo(repo));
             for id in self.reg.list(dir.clone()).await? {
-                self.stale(format!("{dir}/{id}"), "left by an interrupted tag operation")
-                    .await?;
+                self.stale(
+                    format!("{dir}/{id}"),
+                    "left by an interrupted tag operation",
+                )
+                .await?;
             }
         }
         Ok(())
@@ -81,7 +89,8 @@ impl Check<'_> {
             for c in children {
                 let path = format!("{dir}/{c}");
                 if c.starts_with('.') && c.contains(".tmp-") {
-                    self.stale(path, "temporary file of an interrupted write").await?;
+                    self.stale(path, "temporary file of an interrupted write")
+                        .await?;
                 } else if !matches!(c.as_str(), "data" | "link" | "startedat")
                     && !NOT_WALKED.contains(&c.as_str())
                 {

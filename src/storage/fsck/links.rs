@@ -129,13 +129,20 @@ impl Check<'_> {
         let problem = match self.reg.read_link(current.clone()).await {
             Ok(Some(d)) => {
                 self.report.links += 1;
-                if self.reg.exists(paths::revision_link(repo, &d)).await? && self.blob_ok(&d).await? {
+                if self.reg.exists(paths::revision_link(repo, &d)).await?
+                    && self.blob_ok(&d).await?
+                {
                     return Ok(());
                 }
-                (Some(d), "tag names a manifest this repository lacks".to_string())
+                (
+                    Some(d),
+                    "tag names a manifest this repository lacks".to_string(),
+                )
             }
             Ok(None) => (None, "tag has no current link".to_string()),
-            Err(StorageError::CorruptLink { detail, .. }) => (None, format!("tag link unreadable: {detail}")),
+            Err(StorageError::CorruptLink { detail, .. }) => {
+                (None, format!("tag link unreadable: {detail}"))
+            }
             Err(e) => return Err(e),
         };
         let repaired = if self.repair && self.still_dangling(repo, t, problem.0.as_ref()).await? {
@@ -149,12 +156,23 @@ impl Check<'_> {
     }
 
     /// Read again just before removing a tag: a push may have repointed it.
-    async fn still_dangling(&self, repo: &RepoName, t: &Tag, seen: Option<&Digest>) -> Result<bool> {
-        let now = self.reg.read_link(paths::tag_current(repo, t)).await.ok().flatten();
+    async fn still_dangling(
+        &self,
+        repo: &RepoName,
+        t: &Tag,
+        seen: Option<&Digest>,
+    ) -> Result<bool> {
+        let now = self
+            .reg
+            .read_link(paths::tag_current(repo, t))
+            .await
+            .ok()
+            .flatten();
         Ok(now.as_ref() == seen
             && match &now {
                 Some(d) => {
-                    !self.reg.exists(paths::revision_link(repo, d)).await? || !self.blob_ok(d).await?
+                    !self.reg.exists(paths::revision_link(repo, d)).await?
+                        || !self.blob_ok(d).await?
                 }
                 None => true,
             })

@@ -55,7 +55,13 @@ struct Check<'a> {
 }
 
 impl Check<'_> {
-    fn problem(&mut self, path: String, digest: Option<&Digest>, problem: String, repaired: Option<String>) {
+    fn problem(
+        &mut self,
+        path: String,
+        digest: Option<&Digest>,
+        problem: String,
+        repaired: Option<String>,
+    ) {
         self.report.problems.push(Finding {
             path,
             digest: digest.cloned(),
