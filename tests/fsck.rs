@@ -41,6 +41,19 @@ fn link(dir: &Path, d: &str) -> PathBuf {
         .join("link")
 }
 
+/// Runs fsck without --repair: it must exit 1 and leave every file as it was.
+fn finds_problems_changing_nothing(s: &Server) -> String {
+    let before = snapshot(&s.root);
+    let (code, out) = fsck(s, false);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(
+        snapshot(&s.root),
+        before,
+        "fsck without --repair changed files"
+    );
+    out
+}
+
 /// Every file with its content, to show a check changed nothing.
 fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     walk_files(root)
@@ -87,14 +100,7 @@ fn flipped_truncated_and_dangling_are_found_then_repaired() {
     let c_revision = link(&repo_dir(&s, "c").join("_manifests/revisions"), &c);
     std::fs::remove_dir_all(c_revision.parent().unwrap()).unwrap();
 
-    let before = snapshot(&s.root);
-    let (code, out) = fsck(&s, false);
-    assert_eq!(code, 1, "{out}");
-    assert_eq!(
-        snapshot(&s.root),
-        before,
-        "fsck without --repair changed files"
-    );
+    let out = finds_problems_changing_nothing(&s);
     for (d, path, what) in [
         (&a_layer, flipped.clone(), "corrupt blob"),
         (&b_config, truncated.clone(), "corrupt blob"),
@@ -186,14 +192,7 @@ fn leftovers_of_interrupted_operations_are_reported_then_swept() {
     let young_tmp = blob_path(&s.root, &m).with_file_name(".data.tmp-8899aabbccddeeff");
     std::fs::write(&young_tmp, "in progress").unwrap();
 
-    let before = snapshot(&s.root);
-    let (code, out) = fsck(&s, false);
-    assert_eq!(code, 1, "{out}");
-    assert_eq!(
-        snapshot(&s.root),
-        before,
-        "fsck without --repair changed files"
-    );
+    let out = finds_problems_changing_nothing(&s);
     for (path, what) in [
         (
             aside.display().to_string(),
