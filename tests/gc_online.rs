@@ -76,8 +76,8 @@ fn scheduled_collection_removes_what_nothing_references() {
 
 /// Pushes images whose layers come from a small pool until `until`: each
 /// new one is pulled, and unless it is one to keep, deleted before the
-/// next push reuses its layers. Every fifth acknowledged one is kept and
-/// added to `kept`.
+/// next push reuses its layers. Every fifth acknowledged one, and the
+/// last, are kept and added to `kept`.
 fn churn(
     s: &Server,
     round: u64,
@@ -103,6 +103,8 @@ fn churn(
             }
         }
     }
+    // The last one, acknowledged moments before a kill, must survive it too.
+    kept.extend(live);
 }
 
 fn every_kept_image_pulls(s: &Server, kept: &[(String, String)]) {
@@ -129,7 +131,7 @@ fn collectors_killed_mid_collection_lose_nothing() {
         let (config, stop) = (s.config.clone(), stop.clone());
         std::thread::spawn(move || {
             let mut rng = Rng::new(seed);
-            let (mut killed, mut finished) = (0, 0);
+            let (mut killed, mut finished, mut put_back) = (0, 0, 0);
             while !stop.load(Ordering::SeqCst) {
                 let mut child = Command::new(BIN)
                     .args([
@@ -140,7 +142,7 @@ fn collectors_killed_mid_collection_lose_nothing() {
                         "--config",
                     ])
                     .arg(&config)
-                    .stdout(Stdio::null())
+                    .stdout(Stdio::piped())
                     .stderr(Stdio::null())
                     .spawn()
                     .unwrap();
@@ -151,9 +153,13 @@ fn collectors_killed_mid_collection_lose_nothing() {
                 } else {
                     finished += 1;
                 }
-                child.wait().unwrap();
+                let out = child.wait_with_output().unwrap();
+                // What a killed run left aside, the next one puts back.
+                put_back += String::from_utf8_lossy(&out.stdout)
+                    .matches("put back")
+                    .count();
             }
-            (killed, finished)
+            (killed, finished, put_back)
         })
     };
     churn(
@@ -164,9 +170,9 @@ fn collectors_killed_mid_collection_lose_nothing() {
         &mut kept,
     );
     stop.store(true, Ordering::SeqCst);
-    let (killed, finished) = killer.join().unwrap();
+    let (killed, finished, put_back) = killer.join().unwrap();
     eprintln!(
-        "command: {killed} collections killed, {finished} finished; {} kept",
+        "command: {killed} collections killed, {finished} finished, {put_back} put back what a killed one set aside; {} kept",
         kept.len()
     );
     assert!(killed > 0, "no collection was killed");
