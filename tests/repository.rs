@@ -6,6 +6,7 @@ mod common;
 use common::store::*;
 use common::*;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 fn blobs_of(s: &Server, repo: &str, tag: &str) -> Vec<String> {
     let m = get_manifest(s, repo, tag).json();
@@ -178,4 +179,58 @@ fn delete_asks_on_a_terminal() {
         "{out}"
     );
     assert_eq!(get_manifest(&s, "team/app", &d).status, 404);
+}
+
+/// A delete killed at any moment leaves the repository's tags and
+/// manifests all there or all gone; running it again and `fsck --repair`
+/// finish the job, and the neighbours never notice.
+#[test]
+fn delete_killed_at_random_moments_is_all_or_nothing() {
+    let s = Server::start();
+    let neighbour = push_image(&s, "a/neighbour", "1", "n");
+    let mut rng = Rng::new(time_seed());
+    let (mut intact, mut gone) = (0, 0);
+    for round in 0..12 {
+        let m = push_image(&s, "a", "t0", "doomed");
+        let body = get_manifest(&s, "a", "t0").body;
+        for i in 1..40 {
+            let r = s
+                .req("PUT", &format!("/v2/a/manifests/t{i}"))
+                .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+                .body(body.clone())
+                .send();
+            assert_eq!(r.status, 201);
+        }
+        let mut child = Command::new(BIN)
+            .args(["repository", "delete", "a", "--yes", "--config"])
+            .arg(&s.config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(rng.below(30_000)));
+        let _ = child.kill();
+        child.wait().unwrap();
+        let r = s.req("GET", "/v2/a/tags/list").send();
+        let listed = match r.status {
+            200 => r.json()["tags"].as_array().unwrap().len(),
+            _ => 0,
+        };
+        match (listed, get_manifest(&s, "a", &m).status) {
+            (40, 200) => intact += 1,
+            (0, 404) => gone += 1,
+            other => panic!("round {round}: half a repository visible: {other:?}"),
+        }
+        // Whatever the kill left, deleting again finishes it.
+        let _ = storage_cmd(&s, &["repository", "delete", "a", "--yes"]);
+        let r = s.req("GET", "/v2/a/tags/list").send();
+        assert_eq!((r.status, r.code().as_str()), (404, "NAME_UNKNOWN"));
+        pulls(&s, "a/neighbour", "1", &neighbour);
+    }
+    eprintln!("killed deletes: {intact} left it whole, {gone} had removed it");
+    let _ = storage_cmd(&s, &["fsck", "--repair"]);
+    let o = storage_cmd(&s, &["fsck"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let a = audit_store(&s.root);
+    assert!(a.problems.is_empty(), "{:#?}", a.problems);
 }
