@@ -54,8 +54,8 @@ impl Check<'_> {
                     Some("rewritten".to_string())
                 }
                 (true, false) => {
-                    self.reg.unlink_unless_back(link.clone(), d).await?;
-                    Some("removed".to_string())
+                    let removed = self.reg.unlink_unless_back(link.clone(), d).await?;
+                    Some(if removed { "removed" } else { "rewritten" }.to_string())
                 }
             };
             let problem = format!("link holds {what}, not the digest its directory names");
