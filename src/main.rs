@@ -56,6 +56,7 @@ enum Command {
     /// List repositories, or delete one whole (its blobs go at the next garbage collection).
     Repository(cli::repository::RepositoryArgs),
     /// Check every blob's digest and every link, manifest reference and tag; --repair fixes what it safely can.
+    #[command(after_help = cli::fsck::EXIT_STATUS)]
     Fsck(cli::fsck::FsckArgs),
     /// Write man pages or shell completion (for packaging).
     #[command(hide = true)]

@@ -9,6 +9,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+pub const EXIT_STATUS: &str =
+    "Exit status: 0 nothing wrong, 1 problems found (repaired or not), 2 the check could not run.";
+
 #[derive(clap::Args)]
 pub struct FsckArgs {
     /// Configuration file (distribution's config.yml format).
