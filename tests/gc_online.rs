@@ -217,3 +217,53 @@ fn collectors_killed_mid_collection_lose_nothing() {
         kept.len()
     );
 }
+
+/// SIGTERM while a scheduled collection runs: the daemon stops cleanly,
+/// letting the run finish within the drain timeout or abandoning it, and
+/// what an abandoned run set aside is put back by the next collection.
+#[test]
+fn shutdown_during_a_scheduled_collection_is_clean() {
+    let dir = TempDir::new("gc-term");
+    let root = dir.0.join("data");
+    // Many unreferenced blobs, old enough to go: a run that takes a while.
+    let mut orphans = vec![];
+    for i in 0..1500u32 {
+        let data = format!("orphan {i}");
+        let d = sha256(data.as_bytes());
+        let p = blob_path(&root, &d);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, data).unwrap();
+        age_file(&p);
+        orphans.push(d);
+    }
+    let mut s = Server::start_on(
+        &root,
+        &schedule("1s", "1h"),
+        &[("REGISTRY_HTTP_DRAINTIMEOUT", "10ms")],
+    );
+    let kept = push_image(&s, "team/app", "1", "kept");
+    assert!(
+        wait_for(30, || s.log_text().contains("garbage collection: starting")),
+        "{}",
+        s.log_text()
+    );
+    let status = s.signal_and_wait("TERM");
+    assert!(status.success(), "{status:?}\n{}", s.log_text());
+    let log = s.log_text();
+    let abandoned = log.contains("garbage collection interrupted by shutdown");
+    assert!(
+        abandoned || log.contains("garbage collection: finished"),
+        "{log}"
+    );
+    eprintln!(
+        "the run was {}",
+        if abandoned { "abandoned" } else { "finished" }
+    );
+
+    let s = Server::start_on(&root, "", &[]);
+    let o = storage_cmd(&s, &["garbage-collect"]);
+    assert!(o.status.success());
+    assert!(orphans.iter().all(|d| !stored(&s, d)), "{}", stdout(&o));
+    assert_eq!(sha256(&get_manifest(&s, "team/app", "1").body), kept);
+    fsck_clean(&s);
+}
