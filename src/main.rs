@@ -54,6 +54,11 @@ enum Command {
     Htpasswd(HtpasswdArgs),
     /// Remove blobs (and, if asked, untagged manifests) nothing references; safe while serving.
     GarbageCollect(gc::GcArgs),
+    /// List repositories, or delete one whole (its blobs go at the next garbage collection).
+    Repository(cli::repository::RepositoryArgs),
+    /// Check every blob's digest and every link, manifest reference and tag; --repair fixes what it safely can.
+    #[command(after_help = cli::fsck::EXIT_STATUS)]
+    Fsck(cli::fsck::FsckArgs),
     /// Write man pages or shell completion (for packaging).
     #[command(hide = true)]
     Generate(cli::generate::GenerateArgs),
@@ -146,6 +151,8 @@ fn main() -> ExitCode {
         },
         Command::Serve { config, dev } => serve(config, dev),
         Command::GarbageCollect(args) => gc::run_command(&args),
+        Command::Repository(args) => cli::repository::run(&args),
+        Command::Fsck(args) => cli::fsck::run(&args),
     }
 }
 

@@ -312,10 +312,43 @@ fn delete_tag_keeps_manifest() {
         s.req("GET", &format!("/v2/a/manifests/{d}")).send().status,
         200
     );
-    assert_eq!(
-        s.req("DELETE", "/v2/a/manifests/t1").send().code(),
-        "MANIFEST_UNKNOWN"
+    let r = s.req("DELETE", "/v2/a/manifests/t1").send();
+    assert_eq!((r.status, r.code().as_str()), (404, "MANIFEST_UNKNOWN"));
+    let r = s.req("DELETE", "/v2/nowhere/manifests/t1").send();
+    assert_eq!(r.status, 404);
+}
+
+#[test]
+fn every_delete_is_refused_when_disabled_and_removes_nothing() {
+    let dir = TempDir::new("nodel-manifests");
+    let off = Server::start_on(
+        &dir.0.join("data"),
+        "",
+        &[("REGISTRY_STORAGE_DELETE_ENABLED", "false")],
     );
+    let d = push_image(&off, "a", "t1", "x");
+    let layer = get_manifest(&off, "a", "t1").json()["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = walk_files(&off.root);
+    for path in [
+        format!("/v2/a/manifests/{d}"),
+        "/v2/a/manifests/t1".to_string(),
+        format!("/v2/a/blobs/{layer}"),
+        // Absent ones too: refused before anything is looked up.
+        "/v2/a/manifests/nosuchtag".to_string(),
+        format!("/v2/b/blobs/{layer}"),
+    ] {
+        let r = off.req("DELETE", &path).send();
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (405, "UNSUPPORTED"),
+            "{path}"
+        );
+    }
+    assert_eq!(walk_files(&off.root), before);
+    assert_eq!(get_manifest(&off, "a", "t1").status, 200);
 }
 
 #[test]

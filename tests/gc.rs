@@ -3,8 +3,10 @@
 //! anything touched within the grace period) and what it removes.
 
 mod common;
+use common::images::{pulls_completely, push_sharing};
+use common::store::{blob_path, stored};
 use common::*;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
@@ -20,18 +22,6 @@ fn gc(s: &Server, args: &[&str]) -> String {
             .arg(&s.config)
             .args(args),
     )
-}
-
-fn blob_path(root: &Path, d: &str) -> PathBuf {
-    let hex = d.trim_start_matches("sha256:");
-    root.join("docker/registry/v2/blobs/sha256")
-        .join(&hex[..2])
-        .join(hex)
-        .join("data")
-}
-
-fn stored(s: &Server, d: &str) -> bool {
-    blob_path(&s.root, d).is_file()
 }
 
 fn layer_link(s: &Server, repo: &str, d: &str) -> PathBuf {
@@ -205,6 +195,74 @@ fn delete_untagged_keeps_multi_arch_children() {
     for d in [&lone_d, &lone_c, &lone_l] {
         assert!(!stored(&s, d), "{d} of the untagged manifest still stored");
     }
+    let a = audit_store(&s.root);
+    assert!(a.problems.is_empty(), "{:#?}", a.problems);
+}
+
+#[test]
+fn untagged_graphs_stay_without_the_flag_and_go_with_it() {
+    let s = Server::start();
+    let repo = "graphs";
+    // A multi-arch index whose tag was deleted, with its two children.
+    let (amd, amd_c, amd_l) = image(&s, repo, "g-amd64", None);
+    let (arm, arm_c, arm_l) = image(&s, repo, "g-arm64", None);
+    let amd_d = put_manifest(&s, repo, &sha256(amd.as_bytes()), OCI_MANIFEST, &amd);
+    let arm_d = put_manifest(&s, repo, &sha256(arm.as_bytes()), OCI_MANIFEST, &arm);
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{amd_d}","size":{}}},{{"mediaType":"{OCI_MANIFEST}","digest":"{arm_d}","size":{}}}]}}"#,
+        amd.len(),
+        arm.len()
+    );
+    let index_d = put_manifest(&s, repo, "multi", OCI_INDEX, &index);
+    // A single-arch image whose tag was deleted.
+    let (single, single_c, single_l) = image(&s, repo, "g-single", None);
+    put_manifest(&s, repo, "single", OCI_MANIFEST, &single);
+    let single_d = sha256(single.as_bytes());
+    for tag in ["multi", "single"] {
+        let r = s
+            .req("DELETE", &format!("/v2/{repo}/manifests/{tag}"))
+            .send();
+        assert_eq!(r.status, 202);
+    }
+    // An untagged image with a referrer.
+    let (subj, subj_c, _) = image(&s, repo, "g-subject", None);
+    let subj_d = put_manifest(&s, repo, &sha256(subj.as_bytes()), OCI_MANIFEST, &subj);
+    let (sig, sig_c, _) = image(&s, repo, "g-sig", Some(&subj_d));
+    let sig_d = put_manifest(&s, repo, &sha256(sig.as_bytes()), OCI_MANIFEST, &sig);
+    let manifests = [&index_d, &amd_d, &arm_d, &single_d, &subj_d, &sig_d];
+    let blobs = [
+        &amd_c, &amd_l, &arm_c, &arm_l, &single_c, &single_l, &subj_c, &sig_c,
+    ];
+
+    let out = gc(&s, &["--grace", "0s"]);
+    assert!(out.contains("0 blobs eligible for deletion"), "{out}");
+    for d in manifests {
+        assert_eq!(
+            manifest_status(&s, repo, d),
+            200,
+            "{d} went without --delete-untagged"
+        );
+    }
+    for d in blobs {
+        assert!(stored(&s, d), "{d}");
+    }
+
+    let out = gc(&s, &["--delete-untagged", "--grace", "0s"]);
+    for d in manifests {
+        assert!(
+            out.contains(&format!("deleted manifest {repo}@{d}")),
+            "{d}:\n{out}"
+        );
+        assert_eq!(manifest_status(&s, repo, d), 404, "{d}");
+        assert!(!stored(&s, d), "{d}");
+    }
+    for d in blobs {
+        assert!(!stored(&s, d), "{d} of an untagged graph still stored");
+    }
+    let r = s
+        .req("GET", &format!("/v2/{repo}/referrers/{subj_d}"))
+        .send();
+    assert_eq!(r.json()["manifests"], serde_json::json!([]));
     let a = audit_store(&s.root);
     assert!(a.problems.is_empty(), "{:#?}", a.problems);
 }
@@ -424,60 +482,6 @@ fn blobs_a_killed_collection_set_aside_are_put_back_and_judged_again() {
     assert_eq!(std::fs::read_dir(&aside).unwrap().count(), 0, "left aside");
     let a = audit_store(&s.root);
     assert!(a.problems.is_empty() && a.strays.is_empty(), "{a:#?}");
-}
-
-/// Pushes an image whose layers come from `pool`, the way a client does:
-/// HEAD each blob and upload only what is missing. `None` if the registry
-/// refused the manifest (a layer vanished between HEAD and put), which a
-/// client retries; `Some(digest)` once acknowledged.
-fn push_sharing(s: &Server, repo: &str, tag: &str, seed: u64, pool: &[Vec<u8>]) -> Option<String> {
-    let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":{seed}}}"#);
-    let picks = [
-        &pool[seed as usize % pool.len()],
-        &pool[(seed as usize / 2 + 1) % pool.len()],
-    ];
-    let mut layers = vec![];
-    for data in picks {
-        let d = sha256(data);
-        if s.req("HEAD", &format!("/v2/{repo}/blobs/{d}"))
-            .send()
-            .status
-            != 200
-        {
-            push_blob(s, repo, data);
-        }
-        layers.push((d, data.len()));
-    }
-    let c = push_blob(s, repo, config.as_bytes());
-    let layer_refs: Vec<(&str, usize)> = layers.iter().map(|(d, n)| (d.as_str(), *n)).collect();
-    let m = image_manifest(OCI_MANIFEST, (&c, config.len()), &layer_refs);
-    let r = s
-        .req("PUT", &format!("/v2/{repo}/manifests/{tag}"))
-        .header("Content-Type", OCI_MANIFEST)
-        .body(m.clone())
-        .send();
-    match r.status {
-        201 => Some(sha256(m.as_bytes())),
-        400 if r.code() == "MANIFEST_BLOB_UNKNOWN" => None,
-        _ => panic!("push {tag}: {} {}", r.status, r.text()),
-    }
-}
-
-/// Every blob of the manifest `tag` names reads back with its digest.
-fn pulls_completely(s: &Server, repo: &str, tag: &str, digest: &str) {
-    let m = get_manifest(s, repo, tag);
-    assert_eq!(m.status, 200, "{tag}: {}", m.text());
-    assert_eq!(sha256(&m.body), digest, "{tag}");
-    let v = m.json();
-    let mut blobs = vec![v["config"]["digest"].as_str().unwrap().to_string()];
-    for l in v["layers"].as_array().unwrap() {
-        blobs.push(l["digest"].as_str().unwrap().to_string());
-    }
-    for d in blobs {
-        let r = s.req("GET", &format!("/v2/{repo}/blobs/{d}")).send();
-        assert_eq!(r.status, 200, "{tag}: blob {d} lost");
-        assert_eq!(sha256(&r.body), d, "{tag}: blob {d} corrupt");
-    }
 }
 
 /// Runs `garbage-collect --delete-untagged` back to back until `stop`;

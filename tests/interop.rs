@@ -859,3 +859,63 @@ fn distribution_then_ours_on_the_same_root() {
     let a = audit_store(&root);
     assert!(a.problems.is_empty(), "{:#?}", a.problems);
 }
+
+/// Our maintenance commands leave a tree distribution still serves: a
+/// repository deleted, a collection, a corrupt blob moved aside by fsck
+/// (our `_trash/`, `_quarantine/` and `_corrupt/` sit beside `blobs/` and
+/// `repositories/`, where distribution never looks).
+#[test]
+fn distribution_serves_a_tree_after_our_maintenance() {
+    use common::store::*;
+    let dir = TempDir::new("interop-maint");
+    let root = dir.0.join("data");
+    let mut ours = Server::start_on(&root, "", &[]);
+    let fx = populate(ours.addr);
+    push_image(&ours, "doomed", "1", "doomed");
+    push_image(&ours, "doomed/nested", "1", "nested");
+    let victim = push_blob(&ours, "victims", b"bytes a disk will flip");
+    let path = blob_path(&root, &victim);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+
+    let o = storage_cmd(&ours, &["repository", "delete", "doomed", "--yes"]);
+    assert!(o.status.success(), "{o:?}");
+    let catalog = ours.req("GET", "/v2/_catalog").send().json();
+    let names = catalog["repositories"].as_array().unwrap();
+    assert!(names.iter().any(|n| n == "doomed/nested"), "{catalog}");
+    assert!(!names.iter().any(|n| n == "doomed"), "{catalog}");
+    let o = storage_cmd(&ours, &["fsck", "--repair"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("moved aside to"), "{}", stdout(&o));
+    let o = storage_cmd(&ours, &["garbage-collect", "--grace", "0s"]);
+    assert!(o.status.success(), "{o:?}");
+    for repo in ["doomed/nested", "victims"] {
+        let o = storage_cmd(&ours, &["repository", "delete", repo, "--yes"]);
+        assert!(o.status.success(), "{o:?}");
+    }
+    let o = storage_cmd(&ours, &["garbage-collect", "--grace", "0s"]);
+    assert!(o.status.success(), "{o:?}");
+    let o = storage_cmd(&ours, &["fsck"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    verify(ours.addr, &fx, "ours after maintenance");
+    let ours_lists = listings(ours.addr);
+    assert!(ours.signal_and_wait("TERM").success());
+    let v2 = root.join("docker/registry/v2");
+    assert!(v2.join("_corrupt").is_dir() && v2.join("_trash").is_dir());
+
+    let dist = Distribution::start(&root);
+    verify(dist.addr, &fx, "distribution after our maintenance");
+    assert_eq!(listings(dist.addr), ours_lists);
+    dist.stop();
+    // distribution's collector walks it too, and finds nothing to remove.
+    let out = distribution_gc(&root, true);
+    let summary = out
+        .lines()
+        .find(|l| l.contains(" blobs marked, "))
+        .unwrap_or("");
+    assert!(
+        summary.ends_with(" blobs marked, 0 blobs and 0 manifests eligible for deletion"),
+        "{out}"
+    );
+}

@@ -1,5 +1,8 @@
 //! Subcommands that administer a registry rather than run it.
 
+pub mod fsck;
 pub mod generate;
 pub mod htpasswd;
+pub mod offline;
 mod prompt;
+pub mod repository;

@@ -4,11 +4,13 @@
 //! are errors that name the key and say what was expected, found before
 //! anything is bound.
 
+pub mod collection;
 pub mod duration;
 pub mod env;
 pub mod listeners;
 pub mod security;
 
+use collection::ScheduledGc;
 use duration::GoDuration;
 use listeners::{Limits, ListenerConfig};
 use security::{Access, Auth, AuthTuning, Tls};
@@ -293,6 +295,8 @@ pub struct Ours {
     pub cacertificate: Option<PathBuf>,
     /// The built-in web UI under `/ui/` (distribution has no such key).
     pub ui: Ui,
+    /// Garbage collection run by the daemon on a schedule (off by default).
+    pub gc: ScheduledGc,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -322,6 +326,7 @@ impl Default for Ours {
             awaitcertificate: false,
             cacertificate: None,
             ui: Ui::default(),
+            gc: ScheduledGc::default(),
         }
     }
 }
@@ -437,6 +442,7 @@ impl Config {
                 "serving under a path prefix is not supported yet",
             ));
         }
+        self.privateregistry.gc.validate()?;
         if self.privateregistry.maxpagesize == 0 {
             return Err(invalid(
                 "privateregistry.maxpagesize",

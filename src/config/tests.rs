@@ -169,3 +169,28 @@ fn packaged_config_is_valid_and_secure() {
             .all(|l| l.addr.ip().is_loopback() || (l.tls && l.auth))
     );
 }
+
+#[test]
+fn scheduled_gc_is_off_by_default_and_mistakes_name_the_key() {
+    let l = parse("version: 0.1\n").unwrap();
+    assert!(!l.config.privateregistry.gc.enabled);
+    let l = parse("version: 0.1\nprivateregistry:\n  gc:\n    enabled: true\n    interval: 30m\n    deleteuntagged: true\n").unwrap();
+    let gc = &l.config.privateregistry.gc;
+    assert!(gc.enabled && gc.deleteuntagged);
+    assert_eq!(gc.interval.0, Duration::from_secs(1800));
+    assert_eq!(gc.grace.0, Duration::from_secs(3600));
+    for (yaml, key) in [
+        ("interval: 3 days", "privateregistry.gc.interval:"),
+        ("interval: 0s", "privateregistry.gc.interval:"),
+        ("grace: 0s", "privateregistry.gc.grace:"),
+        ("enabled: sometimes", "privateregistry.gc.enabled:"),
+    ] {
+        let e = parse(&format!(
+            "version: 0.1\nprivateregistry:\n  gc:\n    {yaml}\n"
+        ))
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.starts_with(key), "{yaml}: {e}");
+    }
+}

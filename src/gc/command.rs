@@ -2,12 +2,10 @@
 //! configured storage and prints what it marked and removed.
 
 use super::{Options, collect};
-use crate::config::{self, Config};
-use crate::storage::Registry;
-use crate::storage::driver::filesystem::FilesystemDriver;
+use crate::cli::offline::Offline;
+use crate::config;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(clap::Args)]
@@ -29,66 +27,25 @@ pub struct GcArgs {
 }
 
 pub fn run_command(args: &GcArgs) -> ExitCode {
-    let loaded = match Config::load(&args.config, std::env::vars()) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("private-registry garbage-collect: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    for w in &loaded.warnings {
-        log::warn!("config: {w}");
-    }
-    let root = loaded.config.root_directory();
-    let registry = Registry::new(Arc::new(FilesystemDriver::new(root)));
     let opts = Options {
         dry_run: args.dry_run,
         delete_untagged: args.delete_untagged,
         grace: args.grace,
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("private-registry garbage-collect: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+    let result = Offline::open(&args.config).and_then(|o| {
+        o.block_on(collect(&o.registry, &opts))
+            .map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(report) => {
+            for line in report.lines(args.dry_run) {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
         }
-    };
-    let report = match rt.block_on(collect(&registry, &opts)) {
-        Ok(r) => r,
         Err(e) => {
             eprintln!("private-registry garbage-collect: {e}");
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
-    };
-    if report.recovered > 0 {
-        println!(
-            "put back {} blobs and manifests an interrupted collection had set aside",
-            report.recovered
-        );
     }
-    let verb = if args.dry_run {
-        "would delete"
-    } else {
-        "deleted"
-    };
-    for (repo, d) in &report.manifests_deleted {
-        println!("{verb} manifest {repo}@{d}");
-    }
-    println!(
-        "{} blobs marked, {} blobs eligible for deletion",
-        report.marked, report.eligible
-    );
-    for d in &report.blobs_deleted {
-        println!("{verb} blob {d}");
-    }
-    if report.links_removed > 0 {
-        println!(
-            "removed {} repository links to deleted blobs",
-            report.links_removed
-        );
-    }
-    ExitCode::SUCCESS
 }

@@ -40,19 +40,24 @@
 //! Whatever a killed collection left aside is put back by the next one and
 //! judged afresh.
 //!
-//! `_layers` links of swept blobs are removed too (distribution leaves them),
-//! each re-written if the blob's bytes are back by then.
+//! Links that only name a blob (`_layers`, a tag's history, our referrers
+//! index) are removed once their blob is gone, this collection's doing or
+//! a killed one's (distribution leaves them), each re-written if the
+//! blob's bytes are back by then. A blob another collection has set aside
+//! is not gone: it may be put back.
 
 mod command;
-mod refs;
+mod report;
+mod scheduled;
 mod untagged;
 
 pub use command::{GcArgs, run_command};
+pub use scheduled::run_scheduled;
 
 use crate::digest::Digest;
 use crate::names::RepoName;
+use crate::storage::refs::{self, References};
 use crate::storage::{Registry, StorageError};
-use refs::References;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
@@ -171,10 +176,10 @@ pub async fn collect(reg: &Registry, opts: &Options) -> Result<Report, GcError> 
             report.blobs_deleted.push(d);
         }
     }
-    let swept: HashSet<&Digest> = report.blobs_deleted.iter().collect();
+    // Links to blobs that are gone, this collection's or a killed one's.
     for repo in &repos {
-        for d in reg.layer_links(&repo.name).await? {
-            if swept.contains(&d) && reg.unlink_swept_blob(&repo.name, &d).await? {
+        for (link, d) in reg.blob_links(&repo.name).await? {
+            if reg.blob_gone(&d).await? && reg.unlink_unless_back(link, &d).await? {
                 report.links_removed += 1;
             }
         }

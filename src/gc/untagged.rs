@@ -5,8 +5,8 @@
 //! tag, which distribution's collector wrongly deletes) and the referrers of
 //! a kept manifest (signatures, SBOMs, whose `subject` it is).
 
-use super::refs::References;
 use crate::digest::Digest;
+use crate::storage::refs::References;
 use std::collections::{HashMap, HashSet};
 
 /// A repository's revisions and what each references (`None`: unreadable).
@@ -104,6 +104,7 @@ mod tests {
     fn node(children: &[char], subject: Option<char>) -> Option<References> {
         Some(References {
             blobs: vec![],
+            foreign: vec![],
             children: children.iter().map(|c| d(*c)).collect(),
             subject: subject.map(d),
         })

@@ -1,5 +1,6 @@
 //! Background upkeep while serving: upload purging
-//! (`storage.maintenance.uploadpurging`), as distribution does it.
+//! (`storage.maintenance.uploadpurging`), as distribution does it, and
+//! scheduled garbage collection (`privateregistry.gc`).
 
 use crate::config::UploadPurging;
 use crate::storage::Registry;
@@ -39,4 +40,57 @@ pub fn spawn_upload_purging(
             }
         }
     }))
+}
+
+/// How soon after start the first scheduled collection runs (or after one
+/// `interval`, if shorter), so a daemon restarted more often than
+/// `interval` still collects.
+const FIRST_GC_AFTER: Duration = Duration::from_secs(300);
+
+/// The scheduled collection task (`privateregistry.gc`).
+pub struct ScheduledGc {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts scheduled collection if configured. Runs follow one another
+/// (the next is due `interval` after the previous ended), so they never
+/// overlap; collections by other processes or nodes are safe anyway.
+pub fn spawn_scheduled_gc(
+    registry: Arc<Registry>,
+    c: &crate::config::collection::ScheduledGc,
+) -> Option<ScheduledGc> {
+    if !c.enabled {
+        return None;
+    }
+    let (opts, interval) = (crate::gc::Options::from(c), c.interval.0);
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    log::info!("garbage collection scheduled every {interval:?}");
+    let task = tokio::spawn(async move {
+        let mut wait = FIRST_GC_AFTER.min(interval);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stopped.changed() => return,
+            }
+            wait = interval;
+            let _ = crate::gc::run_scheduled(&registry, &opts).await;
+        }
+    });
+    Some(ScheduledGc { stop, task })
+}
+
+impl ScheduledGc {
+    /// Stops the schedule, letting a collection in progress finish within
+    /// `within`; one still running then is abandoned, which is as safe as a
+    /// killed collector: the next collection puts back what it set aside.
+    pub async fn stop(mut self, within: Duration) {
+        let _ = self.stop.send(true);
+        if tokio::time::timeout(within, &mut self.task).await.is_err() {
+            self.task.abort();
+            log::warn!(
+                "garbage collection interrupted by shutdown; the next one puts back what it set aside"
+            );
+        }
+    }
 }

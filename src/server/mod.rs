@@ -109,9 +109,15 @@ pub async fn run(
         state.registry.clone(),
         &state.config.storage.maintenance.uploadpurging,
     );
+    let collection =
+        maintenance::spawn_scheduled_gc(state.registry.clone(), &state.config.privateregistry.gc);
+    let drain = state.config.drain_timeout();
     let result = serve(rx, state, watchdog).await;
     if let Some(p) = purging {
         p.abort();
+    }
+    if let Some(c) = collection {
+        c.stop(drain).await;
     }
     result
 }
@@ -210,6 +216,9 @@ impl State {
         }
         if new.storage.maintenance.uploadpurging != self.config.storage.maintenance.uploadpurging {
             log::warn!("storage.maintenance.uploadpurging changed; takes effect on restart");
+        }
+        if new.privateregistry.gc != self.config.privateregistry.gc {
+            log::warn!("privateregistry.gc changed; takes effect on restart");
         }
         if new.privateregistry.limits != self.config.privateregistry.limits {
             log::warn!("privateregistry.limits changed; take effect on restart");

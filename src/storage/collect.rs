@@ -258,11 +258,25 @@ impl Registry {
         }
     }
 
-    /// Removes `repo`'s `_layers` link to a blob whose bytes are gone. If the
-    /// bytes are back by then (pushed again meanwhile, which links after
-    /// storing), the link is written again. Returns whether a link was removed for good.
-    pub async fn unlink_swept_blob(&self, repo: &RepoName, d: &Digest) -> Result<bool> {
-        let link = paths::layer_link(repo, d);
+    /// Whether a blob's bytes are gone for good: not stored, and not set
+    /// aside by a collection (which may yet put them back). Checked in that
+    /// order, so a blob put back in between is seen as stored by whoever
+    /// then re-checks (see [`Self::unlink_unless_back`]).
+    pub async fn blob_gone(&self, d: &Digest) -> Result<bool> {
+        Ok(self.stored_blob_size(d).await?.is_none() && !self.blob_aside(d).await?)
+    }
+
+    /// Whether a collection has `d` set aside right now.
+    pub async fn blob_aside(&self, d: &Digest) -> Result<bool> {
+        let prefix = format!("{}-{}-", d.algorithm().name(), d.hex());
+        let names = self.list(paths::quarantine()).await?;
+        Ok(names.iter().any(|n| n.starts_with(&prefix)))
+    }
+
+    /// Removes a link naming `d`, whose bytes are gone. If the bytes are
+    /// back by then (pushed again meanwhile, which links after storing), the
+    /// link is written again. Returns whether it was removed for good.
+    pub async fn unlink_unless_back(&self, link: String, d: &Digest) -> Result<bool> {
         if !self.remove_link_unless_rewritten(link.clone()).await? {
             return Ok(false);
         }
@@ -279,5 +293,32 @@ impl Registry {
     pub async fn layer_links(&self, repo: &RepoName) -> Result<Vec<Digest>> {
         self.list_digests(&format!("{}/_layers", paths::repo(repo)))
             .await
+    }
+
+    /// Every link of `repo` that names a blob without being what keeps it:
+    /// `_layers`, the tags' history (`index/`) and our referrers index,
+    /// each with the digest it names.
+    pub async fn blob_links(&self, repo: &RepoName) -> Result<Vec<(String, Digest)>> {
+        let mut out: Vec<(String, Digest)> = self
+            .layer_links(repo)
+            .await?
+            .into_iter()
+            .map(|d| (paths::layer_link(repo, &d), d))
+            .collect();
+        for name in self.list(paths::tags(repo)).await? {
+            let Some(t) = Tag::parse(&name) else { continue };
+            let index = format!("{}/index", paths::tag(repo, &t));
+            for d in self.list_digests(&index).await? {
+                out.push((paths::tag_index(repo, &t, &d), d));
+            }
+        }
+        let referrers = format!("{}/_manifests/_referrers", paths::repo(repo));
+        for subject in self.list_digests(&referrers).await? {
+            let dir = paths::referrers(repo, &subject);
+            for r in self.list_digests(&dir).await? {
+                out.push((paths::referrer_link(repo, &subject, &r), r));
+            }
+        }
+        Ok(out)
     }
 }

@@ -11,10 +11,13 @@ pub mod catalog;
 pub mod collect;
 pub mod driver;
 pub mod error;
+pub mod fsck;
 pub mod manifests;
 pub mod paths;
 pub mod purge;
 pub mod referrers;
+pub mod refs;
+pub mod repository;
 pub mod tags;
 pub mod uploads;
 

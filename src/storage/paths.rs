@@ -125,6 +125,26 @@ pub fn revision_quarantine_entry(name: &RepoName, d: &Digest, id: &str) -> Strin
     )
 }
 
+/// Where `repository delete` moves a repository's `_manifests`, `_layers`
+/// and `_uploads` before removing them: `_trash/<random>/`. Outside
+/// `repositories/`, so neither we nor distribution list or serve it; a
+/// leftover after a crash is removed by the next delete or `fsck --repair`.
+pub fn repository_trash() -> String {
+    format!("{ROOT}/_trash")
+}
+
+/// The parts of a repository directory that belong to it and not to the
+/// repositories nested in it (`a/b` lives in `a/`'s directory).
+pub const REPOSITORY_PARTS: [&str; 3] = ["_manifests", "_layers", "_uploads"];
+
+/// Where `fsck --repair` moves a blob whose bytes do not match its digest:
+/// `_corrupt/<algorithm>-<hex>-<random>/data`, outside `blobs/` and apart
+/// from `_quarantine` (whose entries collections put back). Never deleted
+/// by the registry.
+pub fn corrupt_entry(d: &Digest, id: &str) -> String {
+    format!("{ROOT}/_corrupt/{}-{}-{id}", d.algorithm().name(), d.hex())
+}
+
 /// A revision's directory, removed whole with its link.
 pub fn revision_dir(name: &RepoName, d: &Digest) -> String {
     let link = revision_link(name, d);

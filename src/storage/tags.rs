@@ -44,7 +44,7 @@ impl Registry {
     /// All tags of a repository, sorted. Fails with `NameUnknown` if the
     /// repository does not exist.
     pub async fn tags(&self, repo: &RepoName) -> Result<Vec<Tag>> {
-        if !self.exists(paths::repo(repo)).await? {
+        if !self.is_repository(repo).await? {
             return Err(StorageError::NameUnknown(repo.to_string()));
         }
         let mut tags: Vec<Tag> = self

@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 pub mod docker;
+pub mod images;
 pub mod oci;
+pub mod store;
 pub mod tls;
 pub mod ui;
 

@@ -202,6 +202,22 @@ impl StorageDriver for FilesystemDriver {
             .map_err(io::Error::from)
         }))
     }
+
+    fn remove_empty_dir(&self, path: String) -> DriverFuture<'_, bool> {
+        let full = self.full(&path);
+        Box::pin(blocking(path, move || match fs::remove_dir(&full) {
+            Ok(()) => sync_parent(&full).map(|()| true),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::DirectoryNotEmpty | io::ErrorKind::NotFound
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }))
+    }
 }
 
 struct FsWriter {

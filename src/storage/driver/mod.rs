@@ -66,6 +66,10 @@ pub trait StorageDriver: Send + Sync + 'static {
     /// `NotFound` if it is absent. Referencing a blob touches it first, which
     /// is how a garbage collection running meanwhile learns to keep it.
     fn touch(&self, path: String) -> DriverFuture<'_, ()>;
+    /// Removes a directory only if it is empty, so a name that gains
+    /// content meanwhile (a push into a repository) is never lost. Returns
+    /// whether it removed one. Stores without directories answer false.
+    fn remove_empty_dir(&self, path: String) -> DriverFuture<'_, bool>;
 }
 
 /// An object being written in pieces, such as an upload in progress.

@@ -11,6 +11,9 @@ use serde_json::Value;
 pub struct References {
     /// Configs and layers.
     pub blobs: Vec<Digest>,
+    /// Those of `blobs` that are layers with `urls`: a registry need not
+    /// hold them (kept by collection if it does).
+    pub foreign: Vec<Digest>,
     /// Manifests an index or list names.
     pub children: Vec<Digest>,
     pub subject: Option<Digest>,
@@ -33,6 +36,20 @@ pub fn references(bytes: &[u8]) -> Option<References> {
             .and_then(|c| digest(c, "digest"))
             .into_iter()
             .collect(),
+        foreign: v
+            .get("layers")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter(|l| {
+                        l.get("urls")
+                            .and_then(Value::as_array)
+                            .is_some_and(|u| !u.is_empty())
+                    })
+                    .filter_map(|l| digest(l, "digest"))
+                    .collect()
+            })
+            .unwrap_or_default(),
         children: each("manifests", "digest"),
         subject: v.get("subject").and_then(|s| digest(s, "digest")),
     };
@@ -63,6 +80,7 @@ mod tests {
             vec![d('a').parse().unwrap(), d('b').parse().unwrap()]
         );
         assert_eq!(r.subject, Some(d('c').parse().unwrap()));
+        assert_eq!(r.foreign, vec![d('b').parse().unwrap()]);
         let index = format!(
             r#"{{"manifests":[{{"digest":"{}"}},{{"digest":"bad"}}]}}"#,
             d('e')
