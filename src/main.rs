@@ -9,12 +9,14 @@ mod digest;
 mod gc;
 mod logging;
 mod manifest;
+mod metrics;
 mod names;
 mod server;
 mod storage;
 mod systemd;
 mod timefmt;
 mod tls;
+mod usage;
 mod watch;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -53,6 +55,8 @@ enum Command {
     Htpasswd(HtpasswdArgs),
     /// Remove blobs (and, if asked, untagged manifests) nothing references; safe while serving.
     GarbageCollect(gc::GcArgs),
+    /// Show storage usage per repository: tags, manifests, bytes referenced and unique.
+    Du(cli::du::DuArgs),
     /// Write man pages or shell completion (for packaging).
     #[command(hide = true)]
     Generate(cli::generate::GenerateArgs),
@@ -145,6 +149,7 @@ fn main() -> ExitCode {
         },
         Command::Serve { config, dev } => serve(config, dev),
         Command::GarbageCollect(args) => gc::run_command(&args),
+        Command::Du(args) => cli::du::run(&args),
     }
 }
 

@@ -8,11 +8,14 @@ pub mod body;
 pub mod catalog;
 pub mod error;
 pub mod guard;
+pub mod health;
 pub mod manifests;
 pub mod pagination;
 pub mod referrers;
 pub mod route;
+pub mod search;
 pub mod uploads;
+pub mod usage;
 
 use crate::auth::{Authenticator, Caller};
 use crate::config::Config;
@@ -89,6 +92,8 @@ pub struct Api {
     pub settings: Settings,
     /// `None` when no `auth` section is configured.
     pub auth: Option<Arc<Authenticator>>,
+    pub usage: Arc<crate::usage::Usage>,
+    pub health: Arc<health::Health>,
 }
 
 impl Api {
@@ -136,14 +141,36 @@ pub async fn handle(
 ) -> Result<Response<Body>, std::convert::Infallible> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
-    let (caller, result) = match guard::identify(&api, &parts, peer.ip()).await {
-        Ok(c) => {
-            let r = dispatch(&api, &c, &parts, body).await;
-            (c, r)
+    let route = route::parse(parts.uri.path()).ok();
+    let upload = matches!(route, Some(Route::Uploads(_) | Route::Upload(..)));
+    let in_flight = crate::metrics::InFlight::start(upload);
+    let (caller, result) = if parts.uri.path() == health::PATH {
+        // The one path answered without authentication; it reveals nothing else.
+        let resp = api.health.respond(&api.registry, &parts.method).await;
+        (Caller::Anonymous, Ok(resp))
+    } else {
+        match guard::identify(&api, &parts, peer.ip()).await {
+            Ok(c) => {
+                let r = dispatch(&api, &c, &parts, body).await;
+                (c, r)
+            }
+            Err(e) => (Caller::Anonymous, Err(e)),
         }
-        Err(e) => (Caller::Anonymous, Err(e)),
     };
     let mut resp = result.unwrap_or_else(|e| error_response(&parts, e));
+    let kind = match (&route, parts.uri.path()) {
+        (Some(r), _) => r.kind(),
+        (None, health::PATH) => "health",
+        (None, _) => "unknown",
+    };
+    let status = resp.status();
+    if status.is_success() && !matches!(parts.method, Method::GET | Method::HEAD) {
+        if let Some(repo) = route.as_ref().and_then(Route::repository) {
+            api.usage.changed(repo);
+        }
+    }
+    let method = crate::metrics::method_label(&parts.method);
+    in_flight.done(method, kind, status.as_u16(), started.elapsed());
     let h = resp.headers_mut();
     h.insert(
         "Docker-Distribution-API-Version",
@@ -187,6 +214,9 @@ async fn dispatch(api: &Api, caller: &Caller, req: &Parts, body: Incoming) -> Ap
         Route::Referrers(repo, d) if *m == Method::GET => {
             referrers::list(api, req, &repo, &d).await
         }
+        Route::Search if *m == Method::GET => search::search(api, req, &may_pull).await,
+        Route::Usage(None) if *m == Method::GET => usage::all(api, &may_pull).await,
+        Route::Usage(Some(repo)) if *m == Method::GET => usage::one(api, &repo).await,
         _ => Err(method_not_allowed()),
     }
 }

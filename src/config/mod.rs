@@ -4,6 +4,7 @@
 //! are errors that name the key and say what was expected, found before
 //! anything is bound.
 
+pub mod debug;
 pub mod duration;
 pub mod env;
 pub mod listeners;
@@ -20,6 +21,8 @@ use std::time::Duration;
 
 pub const DEFAULT_PATH: &str = "/etc/private-registry/config.yml";
 pub const DEFAULT_ROOT: &str = "/var/lib/private-registry";
+/// The health check on the debug listener, where distribution has it.
+pub const DEBUG_HEALTH_PATH: &str = "/debug/health";
 /// The developer configuration, built in so `serve --dev` works from a checkout.
 pub const DEV_CONFIG: &str = include_str!("../../etc/dev.yml");
 
@@ -234,7 +237,7 @@ pub struct Http {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<Tls>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub debug: Option<Value>,
+    pub debug: Option<debug::Debug>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http2: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -449,6 +452,7 @@ impl Config {
         }
         self.privateregistry.auth.validate()?;
         self.privateregistry.limits.validate()?;
+        self.debug_listener(warnings)?;
         let listeners = self.listeners()?;
         if self.http.tls.is_some() && !listeners.iter().any(|l| l.tls) {
             warnings.push(
@@ -468,6 +472,17 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The debug listener (`http.debug`), if configured, checked.
+    pub fn debug_listener(
+        &self,
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<debug::DebugListener>, ConfigError> {
+        match &self.http.debug {
+            Some(d) => d.listener(self.privateregistry.insecurenetwork, warnings),
+            None => Ok(None),
+        }
     }
 
     pub fn log_level(&self) -> LogLevel {

@@ -17,6 +17,7 @@ pub mod purge;
 pub mod referrers;
 pub mod tags;
 pub mod uploads;
+pub mod usage;
 
 use crate::digest::Digest;
 use bytes::Bytes;
