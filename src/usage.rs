@@ -2,8 +2,8 @@
 //! (see `crate::storage::usage`) and requests read the latest snapshot,
 //! never waiting for storage. A push or delete through this daemon marks
 //! its repository changed, and the task soon re-reads just that repository;
-//! a full rescan every [`FULL_RESCAN`] catches what other processes changed
-//! (`garbage-collect`, another node on the same storage).
+//! a full rescan every `privateregistry.usagerescan` catches what other
+//! processes changed (`garbage-collect`, another node on the same storage).
 
 use crate::names::RepoName;
 use crate::storage::Registry;
@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
-pub const FULL_RESCAN: Duration = Duration::from_secs(60);
 /// Changes arriving together (a push is many requests) are read together.
 const SETTLE: Duration = Duration::from_millis(500);
 
@@ -57,13 +56,14 @@ impl Usage {
         }
     }
 
-    /// Runs the background task: a full scan now and every [`FULL_RESCAN`],
-    /// and a scan of changed repositories shortly after each change.
-    pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+    /// Runs the background task: a full scan now and every `rescan`, and a
+    /// scan of changed repositories shortly after each change.
+    pub fn spawn(self: &Arc<Self>, rescan: Duration) -> tokio::task::JoinHandle<()> {
         let u = self.clone();
         tokio::spawn(async move {
             let mut inv = Inventory::default();
-            let mut full = tokio::time::interval(FULL_RESCAN);
+            let mut full = tokio::time::interval(rescan);
+            full.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 let only = tokio::select! {
                     _ = full.tick() => None,

@@ -108,6 +108,25 @@ fn every_route_challenges_callers_without_valid_credentials() {
     );
 }
 
+/// The health check is the one path open to all, and tells nothing else.
+#[test]
+fn health_check_is_the_only_open_path() {
+    let (s, _, _dir) = start(&[("alice", "s3cret")], "");
+    for method in ["GET", "HEAD"] {
+        let r = s.req(method, "/healthz").send();
+        assert_eq!(r.status, 200, "{method}");
+        assert_eq!(r.header("WWW-Authenticate"), None);
+        let body = if method == "GET" { "ok\n" } else { "" };
+        assert_eq!(r.text(), body);
+    }
+    let r = s.req("GET", "/healthz?verbose=1").send();
+    assert_eq!((r.status, r.text().as_str()), (200, "ok\n"));
+    for path in ["/healthz/", "/healthz/x", "/v2/healthz", "/HEALTHZ"] {
+        assert_challenged(&s.req("GET", path).send(), path);
+    }
+    assert_eq!(s.req("PUT", "/healthz").send().status, 405);
+}
+
 #[test]
 fn failed_logins_are_throttled_per_client() {
     let ours = "    maxfailures: 3\n    failurewindow: 1h\n";

@@ -294,6 +294,10 @@ pub struct Ours {
     /// clients can fetch what they should trust.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cacertificate: Option<PathBuf>,
+    /// How often storage usage is recomputed in full, to catch changes made
+    /// by other processes (`garbage-collect`); the daemon's own pushes and
+    /// deletes are counted within a second.
+    pub usagerescan: GoDuration,
 }
 
 impl Default for Ours {
@@ -310,6 +314,7 @@ impl Default for Ours {
             accesslog: None,
             awaitcertificate: false,
             cacertificate: None,
+            usagerescan: GoDuration(Duration::from_secs(60)),
         }
     }
 }
@@ -423,6 +428,12 @@ impl Config {
             return Err(invalid(
                 "http.prefix",
                 "serving under a path prefix is not supported yet",
+            ));
+        }
+        if self.privateregistry.usagerescan.0.is_zero() {
+            return Err(invalid(
+                "privateregistry.usagerescan",
+                "expected a positive duration",
             ));
         }
         if self.privateregistry.maxpagesize == 0 {

@@ -94,7 +94,8 @@ pub async fn run(
             b.listener.name
         );
     }
-    let mut background = vec![services.usage.spawn()];
+    let rescan = config.privateregistry.usagerescan.0;
+    let mut background = vec![services.usage.spawn(rescan)];
     if let (Some(socket), Some(l)) = (debug_socket, debug_listener) {
         log::info!(
             "debug listener on {} (plain, no authentication): {}/debug/health",
@@ -232,8 +233,12 @@ impl State {
         if new.storage.maintenance.uploadpurging != self.config.storage.maintenance.uploadpurging {
             log::warn!("storage.maintenance.uploadpurging changed; takes effect on restart");
         }
-        if new.http.debug != self.config.http.debug {
-            log::warn!("http.debug changed; takes effect on restart");
+        if new.http.debug != self.config.http.debug
+            || new.privateregistry.usagerescan != self.config.privateregistry.usagerescan
+        {
+            log::warn!(
+                "http.debug or privateregistry.usagerescan changed; takes effect on restart"
+            );
         }
         if new.privateregistry.limits != self.config.privateregistry.limits {
             log::warn!("privateregistry.limits changed; take effect on restart");
