@@ -47,7 +47,7 @@ privateregistry:
 }
 
 fn as_user(s: &Server, (user, password): (&str, &str), method: &str, path: &str) -> Resp {
-    s.req(method, path)
+    req_to(s.addr, method, path)
         .header("Authorization", &basic_auth(user, password))
         .send()
 }
@@ -126,14 +126,14 @@ fn docker_search_lists_what_the_user_may_pull_on_a_plain_loopback_registry() {
     assert_eq!(search("nothing"), Vec::<String>::new());
     let limited = dk.docker(&["search", "--limit", "1", &format!("{host}/app")]);
     assert_eq!(search_names(&limited), ["other/app"]);
-    // The columns Docker prints: no description, no stars, not official.
+    // The columns Docker prints: no stars, no description.
     let out = dk.docker(&[
         "search",
         "--format",
-        "{{.Name}}|{{.StarCount}}|{{.IsOfficial}}",
+        "{{.Name}}|{{.StarCount}}|{{.Description}}|",
         &format!("{host}/api"),
     ]);
-    assert_eq!(out.trim(), "team/api|0|false");
+    assert_eq!(out.trim(), "team/api|0||");
 
     login(BOB);
     assert_eq!(search("app"), ["team/app"], "bob may not pull other/app");
@@ -555,12 +555,14 @@ fn metrics_move_with_the_requests_made() {
     assert!(
         wait_for(20, || {
             usage = s.req("GET", "/v2/_ext/usage").send().json();
+            let m = scrape(debug);
             let total = usage["registry"]["totalBytes"].as_f64();
-            total.is_some() && total == Some(get(&scrape(debug), "registry_storage_bytes"))
+            get(&m, "registry_repositories") == 1.0
+                && total > Some(0.0)
+                && total == Some(get(&m, "registry_storage_bytes"))
         }),
         "{usage}"
     );
-    assert_eq!(get(&scrape(debug), "registry_repositories"), 1.0);
     check_histograms(&scrape(debug));
 
     // Only the metrics path and the health check are served there.
