@@ -141,9 +141,19 @@ pub async fn handle(
 ) -> Result<Response<Body>, std::convert::Infallible> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
-    let route = route::parse(parts.uri.path()).ok();
-    let upload = matches!(route, Some(Route::Uploads(_) | Route::Upload(..)));
+    let route = route::parse(parts.uri.path());
+    let kind = match (&route, parts.uri.path()) {
+        (Ok(r), _) => r.kind(),
+        (Err(_), health::PATH) => "health",
+        (Err(_), _) => "unknown",
+    };
+    let upload = matches!(route, Ok(Route::Uploads(_) | Route::Upload(..)));
     let in_flight = crate::metrics::InFlight::start(upload);
+    let changes = match (&route, &parts.method) {
+        (_, &Method::GET | &Method::HEAD) => None,
+        (Ok(r), _) => r.repository().cloned(),
+        (Err(_), _) => None,
+    };
     let (caller, result) = if parts.uri.path() == health::PATH {
         // The one path answered without authentication; it reveals nothing else.
         let resp = api.health.respond(&api.registry, &parts.method).await;
@@ -151,23 +161,16 @@ pub async fn handle(
     } else {
         match guard::identify(&api, &parts, peer.ip()).await {
             Ok(c) => {
-                let r = dispatch(&api, &c, &parts, body).await;
+                let r = dispatch(&api, &c, &parts, body, route).await;
                 (c, r)
             }
             Err(e) => (Caller::Anonymous, Err(e)),
         }
     };
     let mut resp = result.unwrap_or_else(|e| error_response(&parts, e));
-    let kind = match (&route, parts.uri.path()) {
-        (Some(r), _) => r.kind(),
-        (None, health::PATH) => "health",
-        (None, _) => "unknown",
-    };
     let status = resp.status();
-    if status.is_success() && !matches!(parts.method, Method::GET | Method::HEAD) {
-        if let Some(repo) = route.as_ref().and_then(Route::repository) {
-            api.usage.changed(repo);
-        }
+    if let Some(repo) = changes.filter(|_| status.is_success()) {
+        api.usage.changed(&repo);
     }
     let method = crate::metrics::method_label(&parts.method);
     in_flight.done(method, kind, status.as_u16(), started.elapsed());
@@ -183,9 +186,15 @@ pub async fn handle(
     Ok(resp)
 }
 
-async fn dispatch(api: &Api, caller: &Caller, req: &Parts, body: Incoming) -> ApiResult {
+async fn dispatch(
+    api: &Api,
+    caller: &Caller,
+    req: &Parts,
+    body: Incoming,
+    route: Result<Route, RouteError>,
+) -> ApiResult {
     check_url(api, req)?;
-    let route = route::parse(req.uri.path()).map_err(|e| match e {
+    let route = route.map_err(|e| match e {
         // Even an anonymous caller admitted by some rule learns nothing about paths.
         _ if *caller == Caller::Anonymous => guard::challenge(api),
         RouteError::NotFound => {
