@@ -169,40 +169,35 @@ pub fn render() -> String {
         );
     }
     render_latency(o);
-    let gauges: [(&str, &str, &str, i64); 5] = [
+    let gauges: [(&str, &str, i64); 5] = [
         (
             "registry_http_requests_in_flight",
-            "gauge",
             "Requests being handled.",
             M.in_flight.load(Relaxed),
         ),
         (
             "registry_uploads_in_progress",
-            "gauge",
             "Blob upload requests (POST, PATCH, PUT) whose body is being received.",
             M.uploads_in_progress.load(Relaxed),
         ),
         (
             "registry_storage_bytes",
-            "gauge",
             "Bytes of all blobs in storage, from the latest usage snapshot (-1 before the first).",
             M.storage_bytes.load(Relaxed),
         ),
         (
             "registry_storage_reclaimable_bytes",
-            "gauge",
             "Bytes of blobs no manifest references (what garbage collection would free).",
             M.reclaimable_bytes.load(Relaxed),
         ),
         (
             "registry_repositories",
-            "gauge",
             "Repositories in storage, from the latest usage snapshot.",
             M.repositories.load(Relaxed),
         ),
     ];
-    for (name, kind, help, v) in gauges {
-        head(o, name, kind, help);
+    for (name, help, v) in gauges {
+        head(o, name, "gauge", help);
         let _ = writeln!(o, "{name} {v}");
     }
     let counters = [

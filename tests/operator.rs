@@ -73,20 +73,9 @@ fn debug_addr(s: &Server) -> SocketAddr {
 // docker search
 // ---------------------------------------------------------------------------
 
-/// Pushes a tiny image made with `docker import` as `image`.
+/// Pushes an image made with `docker import` as `image`.
 fn docker_push(dk: &Dockerd, work: &std::path::Path, image: &str, seed: u64) {
-    let root = work.join(format!("root-{seed}"));
-    std::fs::create_dir_all(&root).unwrap();
-    std::fs::write(root.join("f"), format!("{seed}\n")).unwrap();
-    let tar = work.join(format!("root-{seed}.tar"));
-    run_ok(
-        Command::new("tar")
-            .arg("-C")
-            .arg(&root)
-            .arg("-cf")
-            .arg(&tar)
-            .arg("."),
-    );
+    let (tar, _) = rootfs_tar(work, seed);
     dk.docker(&["import", tar.to_str().unwrap(), image]);
     dk.docker(&["push", image]);
 }
