@@ -79,7 +79,12 @@ impl Usage {
                 };
                 match scanned {
                     Ok(()) => u.publish(inv.snapshot()),
-                    Err(e) => log::error!("storage usage: {e}; keeping the previous figures"),
+                    Err(e) => {
+                        log::error!("storage usage: {e}; keeping the previous figures");
+                        // Read again with the next change or full rescan.
+                        let mut c = u.changed.lock().unwrap_or_else(|e| e.into_inner());
+                        c.extend(only.into_iter().flatten());
+                    }
                 }
             }
         })
