@@ -63,6 +63,8 @@ fn every_route(repo: &str, digest: &str) -> Vec<(&'static str, String)> {
         "/v2/a/unknown/endpoint".into(),
         "/v1/search?q=a".into(),
         "/v2/_ext/usage".into(),
+        format!("/v2/_ext/usage/{repo}"),
+        "/v1/_ping".into(),
         "/ui/".into(),
         "/metrics".into(),
         "/ca.crt".into(),
