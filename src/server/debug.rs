@@ -38,8 +38,25 @@ pub async fn bind(
     }
 }
 
-/// Serves the debug listener until the task is aborted.
-pub async fn serve(
+/// Announces the debug listener and serves it until the task is aborted.
+pub fn spawn(
+    socket: TcpListener,
+    l: DebugListener,
+    services: &super::runtime::Services,
+) -> tokio::task::JoinHandle<()> {
+    let metrics = match &l.metrics_path {
+        Some(p) => format!("metrics at {p}, "),
+        None => String::new(),
+    };
+    log::info!(
+        "debug listener on {} (plain, no authentication): {metrics}{DEBUG_HEALTH_PATH}",
+        socket.local_addr().unwrap_or(l.addr),
+    );
+    let (r, h) = (services.registry.clone(), services.health.clone());
+    tokio::spawn(serve(socket, l, r, h))
+}
+
+async fn serve(
     listener: TcpListener,
     config: DebugListener,
     registry: Arc<Registry>,

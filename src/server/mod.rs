@@ -97,16 +97,7 @@ pub async fn run(
     let rescan = config.privateregistry.usagerescan.0;
     let mut background = vec![services.usage.spawn(rescan)];
     if let (Some(socket), Some(l)) = (debug_socket, debug_listener) {
-        log::info!(
-            "debug listener on {} (plain, no authentication): {}/debug/health",
-            socket.local_addr().unwrap_or(l.addr),
-            match &l.metrics_path {
-                Some(p) => format!("metrics at {p}, "),
-                None => String::new(),
-            }
-        );
-        let (r, h) = (services.registry.clone(), services.health.clone());
-        background.push(tokio::spawn(debug::serve(socket, l, r, h)));
+        background.push(debug::spawn(socket, l, &services));
     }
     let probe = watchdog::probe_target(&bound);
     for b in bound {
