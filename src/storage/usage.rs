@@ -17,6 +17,10 @@ use crate::names::RepoName;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::SystemTime;
 
+/// Larger than any manifest: a blob this big that an index names as a
+/// child (in a data directory from elsewhere) is not read into memory.
+const MANIFEST_READ_LIMIT: u64 = 64 << 20;
+
 /// One repository's figures.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -60,7 +64,8 @@ struct RepoRefs {
 #[derive(Default)]
 pub struct Inventory {
     repos: BTreeMap<String, RepoRefs>,
-    /// References of manifests read, by digest; `None` if not JSON.
+    /// References of manifests read, by digest (`None`: not a manifest);
+    /// manifests are immutable under their digest.
     manifests: HashMap<Digest, Option<References>>,
     /// Stored blobs and their sizes.
     blobs: HashMap<Digest, u64>,
@@ -70,8 +75,8 @@ impl Registry {
     /// Reads every repository and the blob store again.
     pub async fn rescan_all(&self, inv: &mut Inventory) -> Result<()> {
         let names = self.all_repositories().await?;
-        inv.repos
-            .retain(|n, _| names.iter().any(|r| r.as_str() == n));
+        let present: HashSet<&str> = names.iter().map(RepoName::as_str).collect();
+        inv.repos.retain(|n, _| present.contains(n.as_str()));
         self.rescan_repositories(inv, &names).await?;
         // Forget manifests nothing reaches any more.
         let reached: HashSet<&Digest> = inv.repos.values().flat_map(|r| &r.reached).collect();
@@ -112,10 +117,21 @@ impl Registry {
                 continue;
             }
             if !inv.manifests.contains_key(&d) {
-                let refs = self.blob_content(&d).await?.and_then(|b| references(&b));
-                inv.manifests.insert(d.clone(), refs);
+                // A manifest missing for now (set aside by a garbage
+                // collection) is read again next time rather than remembered.
+                match self.stored_blob_size(&d).await? {
+                    Some(n) if n > MANIFEST_READ_LIMIT => {
+                        inv.manifests.insert(d.clone(), None);
+                    }
+                    Some(_) => {
+                        if let Some(bytes) = self.blob_content(&d).await? {
+                            inv.manifests.insert(d.clone(), references(&bytes));
+                        }
+                    }
+                    None => {}
+                }
             }
-            if let Some(refs) = &inv.manifests[&d] {
+            if let Some(Some(refs)) = inv.manifests.get(&d) {
                 r.reached.extend(refs.blobs.iter().cloned());
                 stack.extend(
                     refs.children
