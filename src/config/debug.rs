@@ -50,7 +50,12 @@ impl Debug {
         if self.addr.is_empty() {
             return Ok(None);
         }
-        let addr = parse_addr("http.debug.addr", &self.addr)?;
+        // distribution's documentation writes `localhost:5001`.
+        let spelled = match self.addr.strip_prefix("localhost:") {
+            Some(port) => format!("127.0.0.1:{port}"),
+            None => self.addr.clone(),
+        };
+        let addr = parse_addr("http.debug.addr", &spelled)?;
         if !addr.ip().is_loopback() {
             if !insecure_network {
                 return Err(invalid(
