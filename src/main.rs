@@ -16,6 +16,7 @@ mod storage;
 mod systemd;
 mod timefmt;
 mod tls;
+mod ui;
 mod usage;
 mod watch;
 

@@ -177,23 +177,8 @@ fn multi_layer_image_second_repo_mounts_and_extra_tags() {
         .docker(&["import", tar.to_str().unwrap(), "e2e/base:src"])
         .trim()
         .to_string();
-    // A second layer on top, without running anything: create, copy in, commit.
-    let ctr = dk
-        .docker(&["create", &base, "/nonexistent"])
-        .trim()
-        .to_string();
-    let extra = work.0.join("extra.bin");
-    std::fs::write(&extra, random_bytes(1 << 20, 22)).unwrap();
-    dk.docker(&[
-        "cp",
-        extra.to_str().unwrap(),
-        &format!("{ctr}:/opt/extra.bin"),
-    ]);
-    let top = dk
-        .docker(&["commit", &ctr, "e2e/top:src"])
-        .trim()
-        .to_string();
-    dk.docker(&["rm", &ctr]);
+    // A second layer on top, without running anything.
+    let top = dk.add_layer(&base, &work.0, &random_bytes(1 << 20, 22), &[]);
     let top_img = dk.inspect(&top);
     assert_eq!(strings(&top_img["RootFS"]["Layers"]).len(), 2);
 

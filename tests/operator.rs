@@ -343,6 +343,14 @@ fn usage_matches_figures_computed_by_hand_through_pushes_deletes_and_gc() {
         "{table}"
     );
     assert!(table.contains("12 blobs"), "{table}");
+    // The web UI's size column shows the same referenced bytes.
+    let cols: Vec<&str> = row_b.split_whitespace().collect();
+    let referenced = format!("{} {}", cols[3], cols[4]);
+    let page = s.req("GET", "/ui/").send().text();
+    let cell = format!(
+        "<a href=\"/ui/r/b\">b</a></td><td class=\"num\">2</td><td class=\"num\">{referenced}</td>"
+    );
+    assert!(page.contains(&cell), "{cell} not in:\n{page}");
 
     // Deleting the index leaves b its image; the index's bytes become reclaimable.
     assert_eq!(

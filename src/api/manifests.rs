@@ -31,15 +31,22 @@ pub async fn handle(
         Method::GET | Method::HEAD => get(api, req, repo, &r).await,
         Method::PUT => put(api, req, body, repo, &r).await,
         Method::DELETE => {
-            api.require_delete()?;
-            match &r {
-                Reference::Digest(d) => api.registry.delete_manifest(repo, d).await?,
-                Reference::Tag(t) => api.registry.delete_tag(repo, t).await?,
-            }
+            delete(api, repo, &r).await?;
             Ok(accepted())
         }
         _ => Err(method_not_allowed()),
     }
+}
+
+/// Deletes a tag alone, or a manifest with every tag naming it: the API's
+/// `DELETE` and the UI's delete button both come here.
+pub async fn delete(api: &Api, repo: &RepoName, r: &Reference) -> Result<(), ApiError> {
+    api.require_delete()?;
+    match r {
+        Reference::Digest(d) => api.registry.delete_manifest(repo, d).await?,
+        Reference::Tag(t) => api.registry.delete_tag(repo, t).await?,
+    }
+    Ok(())
 }
 
 async fn get(api: &Api, req: &Parts, repo: &RepoName, r: &Reference) -> ApiResult {

@@ -45,6 +45,7 @@ pub struct Settings {
     pub max_url_bytes: usize,
     /// Served at `/ca.crt` for clients to fetch what they should trust.
     pub ca_certificate: Option<Vec<u8>>,
+    pub ui: crate::ui::UiSettings,
 }
 
 impl Settings {
@@ -74,6 +75,7 @@ impl Settings {
             headers,
             max_url_bytes: c.privateregistry.limits.maxurlbytes,
             ca_certificate,
+            ui: crate::ui::UiSettings::from_config(c),
         }
     }
 }
@@ -145,6 +147,7 @@ pub async fn handle(
     let kind = match (&route, parts.uri.path()) {
         (Ok(r), _) => r.kind(),
         (Err(_), health::PATH) => "health",
+        (Err(_), p) if crate::ui::serves(&api, p) => "ui",
         (Err(_), _) => "unknown",
     };
     let upload = matches!(route, Ok(Route::Uploads(_) | Route::Upload(..)));
@@ -194,6 +197,9 @@ async fn dispatch(
     route: Result<Route, RouteError>,
 ) -> ApiResult {
     check_url(api, req)?;
+    if crate::ui::serves(api, req.uri.path()) {
+        return crate::ui::handle(api, caller, req, body).await;
+    }
     let route = route.map_err(|e| match e {
         // Even an anonymous caller admitted by some rule learns nothing about paths.
         _ if *caller == Caller::Anonymous => guard::challenge(api),

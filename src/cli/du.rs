@@ -7,6 +7,8 @@ use crate::names::RepoName;
 use crate::storage::Registry;
 use crate::storage::driver::filesystem::FilesystemDriver;
 use crate::storage::usage::{Inventory, RepoUsage, Snapshot};
+/// Sizes as the web UI and `docker images` show them.
+use crate::ui::html::size as human;
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -116,31 +118,4 @@ fn table(s: &Snapshot, rows: &[&RepoUsage], totals: bool) -> String {
         );
     }
     out
-}
-
-/// Bytes in binary units, one decimal: 1536 -> "1.5 KiB".
-pub fn human(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn human_sizes() {
-        assert_eq!(super::human(0), "0 B");
-        assert_eq!(super::human(1023), "1023 B");
-        assert_eq!(super::human(1536), "1.5 KiB");
-        assert_eq!(super::human(5 << 30), "5.0 GiB");
-    }
 }

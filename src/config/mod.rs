@@ -298,6 +298,20 @@ pub struct Ours {
     /// by other processes (`garbage-collect`); the daemon's own pushes and
     /// deletes are counted within a second.
     pub usagerescan: GoDuration,
+    /// The built-in web UI under `/ui/` (distribution has no such key).
+    pub ui: Ui,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Ui {
+    pub enabled: bool,
+}
+
+impl Default for Ui {
+    fn default() -> Self {
+        Ui { enabled: true }
+    }
 }
 
 impl Default for Ours {
@@ -315,6 +329,7 @@ impl Default for Ours {
             awaitcertificate: false,
             cacertificate: None,
             usagerescan: GoDuration(Duration::from_secs(60)),
+            ui: Ui::default(),
         }
     }
 }

@@ -279,3 +279,28 @@ pub fn pushed_digest(out: &str) -> String {
         .unwrap_or_else(|| panic!("no digest in docker push output:\n{out}"))
         .to_string()
 }
+
+impl Dockerd {
+    /// Adds a layer holding `bytes` at `/opt/extra.bin` on top of `base`
+    /// without running anything (create, copy in, commit with `commit_args`
+    /// such as `--change` before the container); returns the new image id.
+    pub fn add_layer(&self, base: &str, work: &Path, bytes: &[u8], commit_args: &[&str]) -> String {
+        let ctr = self
+            .docker(&["create", base, "/nonexistent"])
+            .trim()
+            .to_string();
+        let extra = work.join("extra.bin");
+        std::fs::write(&extra, bytes).unwrap();
+        self.docker(&[
+            "cp",
+            extra.to_str().unwrap(),
+            &format!("{ctr}:/opt/extra.bin"),
+        ]);
+        let mut args = vec!["commit"];
+        args.extend_from_slice(commit_args);
+        args.push(&ctr);
+        let image = self.docker(&args).trim().to_string();
+        self.docker(&["rm", &ctr]);
+        image
+    }
+}

@@ -6,6 +6,7 @@
 pub mod docker;
 pub mod oci;
 pub mod tls;
+pub mod ui;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
