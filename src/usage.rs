@@ -73,12 +73,19 @@ impl Usage {
                         Some(c.drain().collect::<Vec<_>>())
                     }
                 };
+                let started = std::time::Instant::now();
                 let scanned = match &only {
                     None => u.registry.rescan_all(&mut inv).await,
                     Some(names) => u.registry.rescan_repositories(&mut inv, names).await,
                 };
                 match scanned {
-                    Ok(()) => u.publish(inv.snapshot()),
+                    Ok(()) => {
+                        let what = only
+                            .as_ref()
+                            .map_or("full".into(), |n| format!("{} changed", n.len()));
+                        log::debug!("storage usage: {what} scan took {:?}", started.elapsed());
+                        u.publish(inv.snapshot());
+                    }
                     Err(e) => {
                         log::error!("storage usage: {e}; keeping the previous figures");
                         // Read again with the next change or full rescan.
