@@ -9,6 +9,7 @@ mod digest;
 mod gc;
 mod logging;
 mod manifest;
+mod metrics;
 mod names;
 mod server;
 mod storage;
@@ -16,6 +17,7 @@ mod systemd;
 mod timefmt;
 mod tls;
 mod ui;
+mod usage;
 mod watch;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -59,6 +61,8 @@ enum Command {
     /// Check every blob's digest and every link, manifest reference and tag; --repair fixes what it safely can.
     #[command(after_help = cli::fsck::EXIT_STATUS)]
     Fsck(cli::fsck::FsckArgs),
+    /// Show storage usage per repository: tags, manifests, bytes referenced and unique.
+    Du(cli::du::DuArgs),
     /// Write man pages or shell completion (for packaging).
     #[command(hide = true)]
     Generate(cli::generate::GenerateArgs),
@@ -153,6 +157,7 @@ fn main() -> ExitCode {
         Command::GarbageCollect(args) => gc::run_command(&args),
         Command::Repository(args) => cli::repository::run(&args),
         Command::Fsck(args) => cli::fsck::run(&args),
+        Command::Du(args) => cli::du::run(&args),
     }
 }
 

@@ -63,6 +63,8 @@ fn every_route(repo: &str, digest: &str) -> Vec<(&'static str, String)> {
         "/v2/a/unknown/endpoint".into(),
         "/v1/search?q=a".into(),
         "/v2/_ext/usage".into(),
+        format!("/v2/_ext/usage/{repo}"),
+        "/v1/_ping".into(),
         "/ui/".into(),
         "/metrics".into(),
         "/ca.crt".into(),
@@ -106,6 +108,25 @@ fn every_route_challenges_callers_without_valid_credentials() {
         s.log_text().contains(" alice GET /v2/team/app/manifests/"),
         "the access log names the user"
     );
+}
+
+/// The health check is the one path open to all, and tells nothing else.
+#[test]
+fn health_check_is_the_only_open_path() {
+    let (s, _, _dir) = start(&[("alice", "s3cret")], "");
+    for method in ["GET", "HEAD"] {
+        let r = s.req(method, "/healthz").send();
+        assert_eq!(r.status, 200, "{method}");
+        assert_eq!(r.header("WWW-Authenticate"), None);
+        let body = if method == "GET" { "ok\n" } else { "" };
+        assert_eq!(r.text(), body);
+    }
+    let r = s.req("GET", "/healthz?verbose=1").send();
+    assert_eq!((r.status, r.text().as_str()), (200, "ok\n"));
+    for path in ["/healthz/", "/healthz/x", "/v2/healthz", "/HEALTHZ"] {
+        assert_challenged(&s.req("GET", path).send(), path);
+    }
+    assert_eq!(s.req("PUT", "/healthz").send().status, 405);
 }
 
 #[test]

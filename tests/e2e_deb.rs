@@ -755,6 +755,15 @@ fn install_serve_push_pull_reload_stop_remove_purge_reinstall() {
         "no messages through syslog (facility daemon):\n{journal}"
     );
     assert!(status.starts_with("serving"), "STATUS={status}");
+    // The packaged debug listener: metrics and health on 127.0.0.1:5001,
+    // and the health check on the local listener, without a login.
+    let metrics = c.ok("curl -sS http://127.0.0.1:5001/metrics");
+    assert!(
+        metrics.contains("registry_http_requests_total{method=\"GET\",route=\"base\""),
+        "{metrics}"
+    );
+    assert_eq!(c.ok("curl -sS http://127.0.0.1:5001/debug/health"), "ok\n");
+    assert_eq!(c.ok(&format!("curl -sS {LOCAL}/healthz")), "ok\n");
 
     // --- Out of the box: this host pushes over plain HTTP without a login,
     // and the network gets nothing at all until there is a certificate.

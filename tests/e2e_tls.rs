@@ -272,6 +272,17 @@ fn docker_engine_logs_in_pushes_and_pulls_over_verified_tls() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(sha256(&r.body), digest);
+    // docker search over TLS: the engine sends the stored login with it.
+    let search = |term: &str| {
+        let out = dk.docker(&["search", "--format", "{{.Name}}", &format!("{host}/{term}")]);
+        out.lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    assert_eq!(search("app"), ["team/app"]);
+    assert_eq!(search("base"), ["public/base"]);
+    assert!(
+        s.log_text()
+            .contains("::1 alice GET /v1/search?q=app&n=25 200")
+    );
     dk.docker(&["rmi", &app, &public, "e2e/tls:src"]);
     assert!(
         !dk.try_docker(&["image", "inspect", &id]).status.success(),

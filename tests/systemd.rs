@@ -201,6 +201,38 @@ fn a_passed_socket_no_listener_claims_is_refused() {
     );
 }
 
+/// The debug listener takes a passed socket bound to its address (here
+/// named for nothing the daemon knows), instead of binding its own.
+#[test]
+fn a_passed_socket_at_the_debug_address_serves_metrics() {
+    let dir = TempDir::new("sd");
+    let (local, debug) = (free_port(), free_port());
+    let config = dir.0.join("config.yml");
+    let extra = format!(
+        "  debug:\n    addr: 127.0.0.1:{debug}\n    prometheus:\n      enabled: true\nprivateregistry:\n  listeners:\n    - {{name: local, addr: '127.0.0.1:{local}'}}\n"
+    );
+    std::fs::write(&config, config_yaml(&dir.0.join("data"), &extra)).unwrap();
+    let child = socket_activate(&[local, debug], "local:stats", &[], &config);
+    let mut proc = ProcGuard(Some(child));
+    let _first = first_connection(local);
+    let addr = format!("127.0.0.1:{debug}").parse().unwrap();
+    assert!(wait_for(20, || probe(addr, "/metrics") == Some(200)));
+    let r = req_to(addr, "GET", "/metrics").send();
+    assert!(
+        r.text().contains("registry_http_requests_total"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(req_to(addr, "GET", "/debug/health").send().status, 200);
+    let status = proc.signal_and_wait("TERM").unwrap();
+    assert!(status.success(), "{status:?}");
+    let log = std::fs::read_to_string(config.with_extension("log")).unwrap();
+    assert!(
+        log.contains(&format!("debug listener on 127.0.0.1:{debug}")),
+        "{log}"
+    );
+}
+
 #[test]
 fn access_log_file_in_combined_format_reopens_on_sigusr1() {
     let dir = TempDir::new("alog");

@@ -25,6 +25,7 @@ pub enum Code {
     Unauthorized,
     Denied,
     TooManyRequests,
+    Unavailable,
     Unknown,
 }
 
@@ -116,6 +117,11 @@ impl Code {
                 StatusCode::TOO_MANY_REQUESTS,
                 "TOOMANYREQUESTS",
                 "too many requests",
+            ),
+            Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "service unavailable",
             ),
             Unknown => (
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -26,12 +26,18 @@ pub async fn identify(api: &Api, req: &Parts, ip: IpAddr) -> Result<Caller, ApiE
     match auth.authenticate(header, ip).await {
         Ok(Caller::Anonymous) if !auth.policy.anonymous_access() => Err(challenge(api)),
         Ok(c) => Ok(c),
-        Err(AuthError::Invalid) => Err(challenge(api)),
-        Err(AuthError::Throttled(wait)) => Err(ApiError::new(
-            Code::TooManyRequests,
-            "too many failed logins from this address",
-        )
-        .with_header("Retry-After", wait.as_secs().max(1).to_string())),
+        Err(AuthError::Invalid) => {
+            crate::metrics::auth_failure();
+            Err(challenge(api))
+        }
+        Err(AuthError::Throttled(wait)) => Err({
+            crate::metrics::auth_failure();
+            ApiError::new(
+                Code::TooManyRequests,
+                "too many failed logins from this address",
+            )
+            .with_header("Retry-After", wait.as_secs().max(1).to_string())
+        }),
     }
 }
 
@@ -40,8 +46,9 @@ fn action<'a>(route: &'a Route, method: &Method) -> Option<(Action, &'a RepoName
     let read = matches!(*method, Method::GET | Method::HEAD);
     let delete = *method == Method::DELETE;
     match route {
-        Route::Base | Route::Catalog | Route::CaCertificate => None,
-        Route::Tags(r) | Route::Referrers(r, _) => Some((Action::Pull, r)),
+        Route::Base | Route::Catalog | Route::CaCertificate | Route::Search => None,
+        Route::Usage(None) => None,
+        Route::Tags(r) | Route::Referrers(r, _) | Route::Usage(Some(r)) => Some((Action::Pull, r)),
         Route::Manifest(r, _) | Route::Blob(r, _) if read => Some((Action::Pull, r)),
         Route::Manifest(r, _) | Route::Blob(r, _) if delete => Some((Action::Delete, r)),
         Route::Manifest(r, _) | Route::Blob(r, _) | Route::Uploads(r) | Route::Upload(r, _) => {

@@ -8,11 +8,14 @@ pub mod body;
 pub mod catalog;
 pub mod error;
 pub mod guard;
+pub mod health;
 pub mod manifests;
 pub mod pagination;
 pub mod referrers;
 pub mod route;
+pub mod search;
 pub mod uploads;
+pub mod usage;
 
 use crate::auth::{Authenticator, Caller};
 use crate::config::Config;
@@ -91,6 +94,8 @@ pub struct Api {
     pub settings: Settings,
     /// `None` when no `auth` section is configured.
     pub auth: Option<Arc<Authenticator>>,
+    pub usage: Arc<crate::usage::Usage>,
+    pub health: Arc<health::Health>,
 }
 
 impl Api {
@@ -138,14 +143,40 @@ pub async fn handle(
 ) -> Result<Response<Body>, std::convert::Infallible> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
-    let (caller, result) = match guard::identify(&api, &parts, peer.ip()).await {
-        Ok(c) => {
-            let r = dispatch(&api, &c, &parts, body).await;
-            (c, r)
+    let route = route::parse(parts.uri.path());
+    let kind = match (&route, parts.uri.path()) {
+        (Ok(r), _) => r.kind(),
+        (Err(_), health::PATH) => "health",
+        (Err(_), p) if crate::ui::serves(&api, p) => "ui",
+        (Err(_), _) => "unknown",
+    };
+    let upload = matches!(route, Ok(Route::Uploads(_) | Route::Upload(..)));
+    let in_flight = crate::metrics::InFlight::start(upload);
+    let changes = match (&route, &parts.method) {
+        (_, &Method::GET | &Method::HEAD) => None,
+        (Ok(r), _) => r.repository().cloned(),
+        (Err(_), _) => None,
+    };
+    let (caller, result) = if parts.uri.path() == health::PATH {
+        // The one path answered without authentication; it reveals nothing else.
+        let resp = api.health.respond(&api.registry, &parts.method).await;
+        (Caller::Anonymous, Ok(resp))
+    } else {
+        match guard::identify(&api, &parts, peer.ip()).await {
+            Ok(c) => {
+                let r = dispatch(&api, &c, &parts, body, route).await;
+                (c, r)
+            }
+            Err(e) => (Caller::Anonymous, Err(e)),
         }
-        Err(e) => (Caller::Anonymous, Err(e)),
     };
     let mut resp = result.unwrap_or_else(|e| error_response(&parts, e));
+    let status = resp.status();
+    if let Some(repo) = changes.filter(|_| status.is_success()) {
+        api.usage.changed(&repo);
+    }
+    let method = crate::metrics::method_label(&parts.method);
+    in_flight.done(method, kind, status.as_u16(), started.elapsed());
     let h = resp.headers_mut();
     h.insert(
         "Docker-Distribution-API-Version",
@@ -158,12 +189,18 @@ pub async fn handle(
     Ok(resp)
 }
 
-async fn dispatch(api: &Api, caller: &Caller, req: &Parts, body: Incoming) -> ApiResult {
+async fn dispatch(
+    api: &Api,
+    caller: &Caller,
+    req: &Parts,
+    body: Incoming,
+    route: Result<Route, RouteError>,
+) -> ApiResult {
     check_url(api, req)?;
     if crate::ui::serves(api, req.uri.path()) {
         return crate::ui::handle(api, caller, req, body).await;
     }
-    let route = route::parse(req.uri.path()).map_err(|e| match e {
+    let route = route.map_err(|e| match e {
         // Even an anonymous caller admitted by some rule learns nothing about paths.
         _ if *caller == Caller::Anonymous => guard::challenge(api),
         RouteError::NotFound => {
@@ -192,6 +229,9 @@ async fn dispatch(api: &Api, caller: &Caller, req: &Parts, body: Incoming) -> Ap
         Route::Referrers(repo, d) if *m == Method::GET => {
             referrers::list(api, req, &repo, &d).await
         }
+        Route::Search if *m == Method::GET => search::search(api, req, &may_pull).await,
+        Route::Usage(None) if *m == Method::GET => usage::all(api, &may_pull).await,
+        Route::Usage(Some(repo)) if *m == Method::GET => usage::one(api, &repo).await,
         _ => Err(method_not_allowed()),
     }
 }

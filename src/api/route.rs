@@ -16,6 +16,10 @@ pub enum Route {
     Uploads(RepoName),
     Upload(RepoName, String),
     Referrers(RepoName, String),
+    /// `/v1/search`: Docker's search API.
+    Search,
+    /// `/v2/_ext/usage[/<name>]`: storage usage, ours.
+    Usage(Option<RepoName>),
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -24,9 +28,49 @@ pub enum RouteError {
     NameInvalid(String),
 }
 
+impl Route {
+    /// The kind of resource, for metrics: bounded, never a repository name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Route::Base => "base",
+            Route::CaCertificate => "ca_certificate",
+            Route::Catalog => "catalog",
+            Route::Tags(_) => "tags",
+            Route::Manifest(..) => "manifest",
+            Route::Blob(..) => "blob",
+            Route::Uploads(_) | Route::Upload(..) => "blob_upload",
+            Route::Referrers(..) => "referrers",
+            Route::Search => "search",
+            Route::Usage(_) => "usage",
+        }
+    }
+
+    /// The repository a request to this route may change.
+    pub fn repository(&self) -> Option<&RepoName> {
+        match self {
+            Route::Manifest(r, _) | Route::Blob(r, _) | Route::Uploads(r) | Route::Upload(r, _) => {
+                Some(r)
+            }
+            _ => None,
+        }
+    }
+}
+
 pub fn parse(path: &str) -> Result<Route, RouteError> {
     if path == "/ca.crt" {
         return Ok(Route::CaCertificate);
+    }
+    if path == "/v1/search" {
+        return Ok(Route::Search);
+    }
+    if let Some(rest) = path.strip_prefix("/v2/_ext/usage") {
+        return match rest.strip_prefix('/') {
+            None if rest.is_empty() => Ok(Route::Usage(None)),
+            Some(name) => RepoName::parse(name)
+                .map(|n| Route::Usage(Some(n)))
+                .ok_or_else(|| RouteError::NameInvalid(name.to_string())),
+            None => Err(RouteError::NotFound),
+        };
     }
     let rest = path.strip_prefix("/v2").ok_or(RouteError::NotFound)?;
     if rest.is_empty() || rest == "/" {
@@ -79,6 +123,13 @@ mod tests {
         assert_eq!(parse("/v2/"), Ok(Route::Base));
         assert_eq!(parse("/ca.crt"), Ok(Route::CaCertificate));
         assert_eq!(parse("/v2/_catalog"), Ok(Route::Catalog));
+        assert_eq!(parse("/v1/search"), Ok(Route::Search));
+        assert_eq!(parse("/v2/_ext/usage"), Ok(Route::Usage(None)));
+        assert_eq!(
+            parse("/v2/_ext/usage/a/b"),
+            Ok(Route::Usage(Some(name("a/b"))))
+        );
+        assert_eq!(parse("/v2/_ext/usagex"), Err(RouteError::NotFound));
         assert_eq!(parse("/v2/a/b/tags/list"), Ok(Route::Tags(name("a/b"))));
         assert_eq!(
             parse("/v2/a/manifests/latest"),

@@ -99,7 +99,9 @@ impl Authenticator {
             return Err(self.failed(ip, "(unreadable Authorization header)"));
         };
         let table = self.users.table();
-        if self.cache.contains(&user, &password, table.generation) {
+        let cached = self.cache.contains(&user, &password, table.generation);
+        crate::metrics::credential_cache(cached);
+        if cached {
             return Ok(Caller::User(user));
         }
         let (hash, exists) = table.lookup(&user);

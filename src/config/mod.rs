@@ -5,6 +5,7 @@
 //! anything is bound.
 
 pub mod collection;
+pub mod debug;
 pub mod duration;
 pub mod env;
 pub mod listeners;
@@ -22,6 +23,8 @@ use std::time::Duration;
 
 pub const DEFAULT_PATH: &str = "/etc/private-registry/config.yml";
 pub const DEFAULT_ROOT: &str = "/var/lib/private-registry";
+/// The health check on the debug listener, where distribution has it.
+pub const DEBUG_HEALTH_PATH: &str = "/debug/health";
 /// The developer configuration, built in so `serve --dev` works from a checkout.
 pub const DEV_CONFIG: &str = include_str!("../../etc/dev.yml");
 
@@ -236,7 +239,7 @@ pub struct Http {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<Tls>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub debug: Option<Value>,
+    pub debug: Option<debug::Debug>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http2: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -293,6 +296,10 @@ pub struct Ours {
     /// clients can fetch what they should trust.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cacertificate: Option<PathBuf>,
+    /// How often storage usage is recomputed in full, to catch changes made
+    /// by other processes (`garbage-collect`); the daemon's own pushes and
+    /// deletes are counted within a second.
+    pub usagerescan: GoDuration,
     /// The built-in web UI under `/ui/` (distribution has no such key).
     pub ui: Ui,
     /// Garbage collection run by the daemon on a schedule (off by default).
@@ -325,6 +332,7 @@ impl Default for Ours {
             accesslog: None,
             awaitcertificate: false,
             cacertificate: None,
+            usagerescan: GoDuration(Duration::from_secs(60)),
             ui: Ui::default(),
             gc: ScheduledGc::default(),
         }
@@ -443,6 +451,12 @@ impl Config {
             ));
         }
         self.privateregistry.gc.validate()?;
+        if self.privateregistry.usagerescan.0.is_zero() {
+            return Err(invalid(
+                "privateregistry.usagerescan",
+                "expected a positive duration",
+            ));
+        }
         if self.privateregistry.maxpagesize == 0 {
             return Err(invalid(
                 "privateregistry.maxpagesize",
@@ -470,6 +484,7 @@ impl Config {
         }
         self.privateregistry.auth.validate()?;
         self.privateregistry.limits.validate()?;
+        self.debug_listener(warnings)?;
         let listeners = self.listeners()?;
         if self.http.tls.is_some() && !listeners.iter().any(|l| l.tls) {
             warnings.push(
@@ -489,6 +504,17 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The debug listener (`http.debug`), if configured, checked.
+    pub fn debug_listener(
+        &self,
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<debug::DebugListener>, ConfigError> {
+        match &self.http.debug {
+            Some(d) => d.listener(self.privateregistry.insecurenetwork, warnings),
+            None => Ok(None),
+        }
     }
 
     pub fn log_level(&self) -> LogLevel {

@@ -194,3 +194,32 @@ fn scheduled_gc_is_off_by_default_and_mistakes_name_the_key() {
         assert!(e.starts_with(key), "{yaml}: {e}");
     }
 }
+
+#[test]
+fn debug_listener_is_loopback_unless_opted_in() {
+    let debug = |addr: &str, ours: &str| {
+        let text = format!(
+            "version: 0.1\nhttp:\n  debug:\n    addr: {addr}\n    prometheus:\n      enabled: true\n{ours}"
+        );
+        parse(&text).and_then(|l| {
+            let mut w = vec![];
+            let d = l.config.debug_listener(&mut w)?;
+            Ok((d, w))
+        })
+    };
+    let (d, w) = debug("localhost:5001", "").unwrap();
+    let d = d.unwrap();
+    assert_eq!(d.addr.to_string(), "127.0.0.1:5001");
+    assert_eq!(d.metrics_path.as_deref(), Some("/metrics"));
+    assert!(w.is_empty(), "{w:?}");
+    let e = debug("':5001'", "").err().unwrap().to_string();
+    assert!(e.starts_with("http.debug.addr:"), "{e}");
+    let (_, w) = debug(
+        "0.0.0.0:5001",
+        "privateregistry:\n  insecurenetwork: true\n",
+    )
+    .unwrap();
+    assert!(w.iter().any(|w| w.contains("INSECURE")), "{w:?}");
+    let (d, _) = debug("''", "").unwrap();
+    assert!(d.is_none(), "an empty address means no debug listener");
+}

@@ -116,7 +116,14 @@ impl Manifests {
     }
 }
 
+/// Runs one collection, counted in the metrics (`registry_gc_runs_total`).
 pub async fn collect(reg: &Registry, opts: &Options) -> Result<Report, GcError> {
+    let r = collect_once(reg, opts).await;
+    crate::metrics::gc_run(r.is_ok());
+    r
+}
+
+async fn collect_once(reg: &Registry, opts: &Options) -> Result<Report, GcError> {
     let start = SystemTime::now();
     let cutoff = start
         .checked_sub(opts.grace)

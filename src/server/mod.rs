@@ -6,6 +6,7 @@
 //! access log.
 
 mod connection;
+mod debug;
 mod idle;
 mod listen;
 mod maintenance;
@@ -19,7 +20,7 @@ use crate::storage::driver::filesystem::FilesystemDriver;
 use crate::systemd::{self, activation};
 use connection::Shared;
 use hyper_util::server::graceful::GracefulShutdown;
-use runtime::{Current, Runtime};
+use runtime::{Current, Runtime, Services};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::signal::unix::{SignalKind, signal};
@@ -57,10 +58,11 @@ struct Bound {
 
 pub async fn run(
     config: Config,
-    passed: Vec<activation::Passed>,
+    mut passed: Vec<activation::Passed>,
     reload: Reload,
 ) -> Result<(), ServeError> {
     let configured = config.listeners()?;
+    let debug_listener = config.debug_listener(&mut vec![])?;
     let root = config.root_directory();
     let registry = Arc::new(Registry::new(Arc::new(FilesystemDriver::new(&root))));
     registry
@@ -70,9 +72,14 @@ pub async fn run(
             root: root.display().to_string(),
             source,
         })?;
+    let services = Services::new(registry.clone());
     let runtime = {
-        let (c, r) = (&config, registry.clone());
-        tokio::task::block_in_place(|| Runtime::build(c, r, None))?
+        let (c, s) = (&config, &services);
+        tokio::task::block_in_place(|| Runtime::build(c, s, None))?
+    };
+    let debug_socket = match &debug_listener {
+        Some(l) => Some(debug::bind(l, &mut passed).await?),
+        None => None,
     };
     let bound = bind_all(&configured, passed).await?;
     let current = Arc::new(Current::new(runtime));
@@ -87,6 +94,11 @@ pub async fn run(
             b.listener.name
         );
     }
+    let rescan = config.privateregistry.usagerescan.0;
+    let mut background = vec![services.usage.spawn(rescan)];
+    if let (Some(socket), Some(l)) = (debug_socket, debug_listener) {
+        background.push(debug::spawn(socket, l, &services));
+    }
     let probe = watchdog::probe_target(&bound);
     for b in bound {
         let task = listen::accept_loop(b.socket, b.listener, slots.clone(), tx.clone());
@@ -96,7 +108,7 @@ pub async fn run(
     let shared = Arc::new(Shared::new(current, &config.privateregistry.limits));
     let state = State {
         shared: shared.clone(),
-        registry,
+        services,
         config,
         reload,
         slots,
@@ -106,15 +118,18 @@ pub async fn run(
     systemd::ready(&state.status());
     let watchdog = watchdog::spawn(probe);
     let purging = maintenance::spawn_upload_purging(
-        state.registry.clone(),
+        state.services.registry.clone(),
         &state.config.storage.maintenance.uploadpurging,
     );
-    let collection =
-        maintenance::spawn_scheduled_gc(state.registry.clone(), &state.config.privateregistry.gc);
+    let collection = maintenance::spawn_scheduled_gc(
+        state.services.registry.clone(),
+        &state.config.privateregistry.gc,
+    );
     let drain = state.config.drain_timeout();
+    background.extend(purging);
     let result = serve(rx, state, watchdog).await;
-    if let Some(p) = purging {
-        p.abort();
+    for task in background {
+        task.abort();
     }
     if let Some(c) = collection {
         c.stop(drain).await;
@@ -163,7 +178,7 @@ async fn bind_all(
 /// What the serving loop needs besides the connections.
 struct State {
     shared: Arc<Shared>,
-    registry: Arc<Registry>,
+    services: Services,
     config: Config,
     reload: Reload,
     slots: Arc<Semaphore>,
@@ -190,8 +205,8 @@ impl State {
         let result = tokio::task::block_in_place(|| {
             let config = (self.reload)().map_err(|e| format!("config: {e}"))?;
             let old = self.shared.current.get();
-            let rt = Runtime::build(&config, self.registry.clone(), Some(&old))
-                .map_err(|e| e.to_string())?;
+            let rt =
+                Runtime::build(&config, &self.services, Some(&old)).map_err(|e| e.to_string())?;
             Ok::<_, String>((config, rt))
         });
         match result {
@@ -219,6 +234,13 @@ impl State {
         }
         if new.privateregistry.gc != self.config.privateregistry.gc {
             log::warn!("privateregistry.gc changed; takes effect on restart");
+        }
+        if new.http.debug != self.config.http.debug
+            || new.privateregistry.usagerescan != self.config.privateregistry.usagerescan
+        {
+            log::warn!(
+                "http.debug or privateregistry.usagerescan changed; takes effect on restart"
+            );
         }
         if new.privateregistry.limits != self.config.privateregistry.limits {
             log::warn!("privateregistry.limits changed; take effect on restart");

@@ -4,6 +4,7 @@
 //! running finish with the one they started with.
 
 use super::ServeError;
+use crate::api::health::Health;
 use crate::api::{Api, Settings};
 use crate::auth::Authenticator;
 use crate::config::Config;
@@ -11,6 +12,24 @@ use crate::storage::Registry;
 use crate::tls::TlsFiles;
 use crate::tls::reload::TlsState;
 use std::sync::{Arc, RwLock};
+
+/// What lives as long as the daemon, across reloads.
+#[derive(Clone)]
+pub struct Services {
+    pub registry: Arc<Registry>,
+    pub usage: Arc<crate::usage::Usage>,
+    pub health: Arc<Health>,
+}
+
+impl Services {
+    pub fn new(registry: Arc<Registry>) -> Services {
+        Services {
+            usage: crate::usage::Usage::new(registry.clone()),
+            health: Arc::new(Health::default()),
+            registry,
+        }
+    }
+}
 
 pub struct Runtime {
     pub api: Arc<Api>,
@@ -24,7 +43,7 @@ impl Runtime {
     /// may run bcrypt.
     pub fn build(
         config: &Config,
-        registry: Arc<Registry>,
+        services: &Services,
         previous: Option<&Runtime>,
     ) -> Result<Runtime, ServeError> {
         let tls = match &config.http.tls {
@@ -62,9 +81,11 @@ impl Runtime {
             None => None,
         };
         let api = Api {
-            registry,
+            registry: services.registry.clone(),
             settings: Settings::from_config(config, ca_certificate),
             auth,
+            usage: services.usage.clone(),
+            health: services.health.clone(),
         };
         Ok(Runtime {
             api: Arc::new(api),

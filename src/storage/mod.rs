@@ -20,6 +20,7 @@ pub mod refs;
 pub mod repository;
 pub mod tags;
 pub mod uploads;
+pub mod usage;
 
 use crate::digest::Digest;
 use bytes::Bytes;
@@ -45,9 +46,11 @@ impl Registry {
         }
     }
 
-    /// Checks the storage can be written and read back, before serving.
+    /// Checks the storage can be written and read back: before serving, and
+    /// for the health endpoint. The file name is unique to the check, so
+    /// checks by several nodes sharing the storage do not trip each other.
     pub async fn check(&self) -> Result<()> {
-        let path = format!("{}/.healthcheck", paths::ROOT);
+        let path = format!("{}/.healthcheck-{}", paths::ROOT, tags::random_id());
         self.driver
             .put_content(path.clone(), Bytes::from_static(b"ok"))
             .await?;

@@ -113,6 +113,7 @@ pub async fn perform(cx: &Ctx<'_>, repo: &RepoName, reference: &str, body: Incom
     }
     let r = super::parse_reference(reference)?;
     crate::api::manifests::delete(cx.api, repo, &r).await?;
+    cx.api.usage.changed(repo);
     let what = match &r {
         Reference::Tag(t) => format!("tag {t}"),
         Reference::Digest(d) => format!("manifest {d}"),

@@ -15,11 +15,12 @@ pub struct Row {
     pub size: Option<u64>,
 }
 
-/// The bytes a repository occupies, when known cheaply. The storage usage
-/// cache answers this once it exists; until then the size is unknown (shown
-/// as `—`) rather than computed per request by reading every manifest.
-pub async fn repository_size(_api: &Api, _repo: &RepoName) -> Option<u64> {
-    None
+/// The bytes a repository's manifests reach, from the storage usage
+/// snapshot (`crate::usage`); unknown (shown as `—`) until the first scan
+/// has finished or the repository is in it, never computed per request.
+pub async fn repository_size(api: &Api, repo: &RepoName) -> Option<u64> {
+    let s = api.usage.snapshot()?;
+    s.repository(repo.as_str()).map(|r| r.referenced_bytes)
 }
 
 async fn row(api: &Api, name: String) -> Row {
