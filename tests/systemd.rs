@@ -158,8 +158,17 @@ fn socket_activation_and_notify_messages() {
         .send()
         .location_path();
     let mut slow = std::net::TcpStream::connect(addr).unwrap();
-    let head = format!("PATCH {upload} HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345");
+    // `Expect: 100-continue`: the interim answer comes once the handler
+    // reads the body, so the request is known to be in flight before the
+    // SIGTERM (a connection whose head is unread yet counts as idle).
+    let head = format!(
+        "PATCH {upload} HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n"
+    );
     slow.write_all(head.as_bytes()).unwrap();
+    let mut interim = [0u8; 25];
+    slow.read_exact(&mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    slow.write_all(b"12345").unwrap();
     kill(pid, "TERM");
     notify.wait_for("STOPPING=1");
     let during_drain = notify.collect_for(Duration::from_millis(2500));

@@ -1,7 +1,7 @@
 //! Subcommands that administer a registry rather than run it.
 
-pub mod fsck;
 pub mod du;
+pub mod fsck;
 pub mod generate;
 pub mod htpasswd;
 pub mod offline;

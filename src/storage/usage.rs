@@ -12,8 +12,8 @@
 
 use super::{Registry, Result, error::optional, paths};
 use crate::digest::Digest;
-use crate::storage::refs::{References, references};
 use crate::names::RepoName;
+use crate::storage::refs::{References, references};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::SystemTime;
 
