@@ -182,8 +182,12 @@ pub async fn handle(
         "Docker-Distribution-API-Version",
         HeaderValue::from_static("registry/2.0"),
     );
+    // `http.headers` are appended as distribution does, but not a second
+    // time where a handler (the UI's security headers) already set the same value.
     for (k, v) in &api.settings.headers {
-        h.append(k, v.clone());
+        if !h.get_all(k).iter().any(|have| have == v) {
+            h.append(k, v.clone());
+        }
     }
     log_request(&parts, &resp, peer, caller.log_name(), started);
     Ok(resp)
