@@ -2,9 +2,11 @@
 //! exactly as distribution's filesystem driver lays them out so either program
 //! can serve the other's data. Blocking file I/O runs on tokio's blocking pool.
 
-use super::{BoxReader, DriverError, DriverFuture, FileInfo, FileWriter, StorageDriver};
+use super::direct::DirectAppender;
+use super::prefetch::Prefetch;
+use super::{BoxReader, ChunkStream, DriverError, DriverFuture, FileInfo, FileWriter, StorageDriver};
 use bytes::Bytes;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -122,25 +124,32 @@ impl StorageDriver for FilesystemDriver {
         })
     }
 
+    fn chunks(&self, path: String, offset: u64, len: u64) -> DriverFuture<'_, ChunkStream> {
+        let full = self.full(&path);
+        Box::pin(async move {
+            let file = blocking(path, move || {
+                let mut f = File::open(full)?;
+                f.seek(SeekFrom::Start(offset))?;
+                Ok(f)
+            })
+            .await?;
+            Ok(Box::pin(Prefetch::new(file, len)) as ChunkStream)
+        })
+    }
+
     fn writer(&self, path: String, append: bool) -> DriverFuture<'_, Box<dyn FileWriter>> {
         let full = self.full(&path);
         Box::pin(async move {
             let p = path.clone();
             let file = blocking(path, move || {
                 create_dirs_durable(full.parent().expect("object paths have a parent"))?;
-                let mut f = OpenOptions::new()
-                    .create(true)
-                    .write(true)
-                    .truncate(!append)
-                    .open(&full)?;
-                let size = f.seek(SeekFrom::End(0))?;
-                Ok((f, size))
+                DirectAppender::open(&full, append)
             })
             .await?;
             Ok(Box::new(FsWriter {
                 path: p,
-                file: Some(file.0),
-                size: file.1,
+                size: file.size(),
+                file: Some(file),
             }) as Box<dyn FileWriter>)
         })
     }
@@ -206,22 +215,23 @@ impl StorageDriver for FilesystemDriver {
 
 struct FsWriter {
     path: String,
-    file: Option<File>,
+    file: Option<DirectAppender>,
     size: u64,
 }
 
 impl FileWriter for FsWriter {
-    fn write(&mut self, chunk: Bytes) -> DriverFuture<'_, ()> {
+    fn write(&mut self, chunks: Vec<Bytes>) -> DriverFuture<'_, ()> {
         Box::pin(async move {
             let mut file = self.file.take().expect("writer used after a failed write");
-            let len = chunk.len() as u64;
             let file = blocking(self.path.clone(), move || {
-                file.write_all(&chunk)?;
+                for c in &chunks {
+                    file.write(c)?;
+                }
                 Ok(file)
             })
             .await?;
+            self.size = file.size();
             self.file = Some(file);
-            self.size += len;
             Ok(())
         })
     }
@@ -234,7 +244,7 @@ impl FileWriter for FsWriter {
         let FsWriter { path, file, .. } = *self;
         Box::pin(async move {
             match file {
-                Some(f) => blocking(path, move || f.sync_data()).await,
+                Some(f) => blocking(path, move || f.finish()).await,
                 None => Ok(()),
             }
         })

@@ -4,7 +4,9 @@
 //! The filesystem driver is the first implementation; an object-storage one
 //! is meant to slot in beside it without the layers above changing.
 
+mod direct;
 pub mod filesystem;
+mod prefetch;
 
 use bytes::Bytes;
 use std::future::Future;
@@ -15,6 +17,7 @@ use tokio::io::AsyncRead;
 
 pub type DriverFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, DriverError>> + Send + 'a>>;
 pub type BoxReader = Pin<Box<dyn AsyncRead + Send>>;
+pub type ChunkStream = Pin<Box<dyn futures_core::Stream<Item = io::Result<Bytes>> + Send>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
@@ -53,6 +56,15 @@ pub trait StorageDriver: Send + Sync + 'static {
     fn put_content(&self, path: String, content: Bytes) -> DriverFuture<'_, ()>;
     /// Streams an object from `offset`.
     fn reader(&self, path: String, offset: u64) -> DriverFuture<'_, BoxReader>;
+    /// Streams `len` bytes of an object from `offset` as large chunks, for
+    /// serving it: a driver can read ahead while the previous chunk is sent.
+    fn chunks(&self, path: String, offset: u64, len: u64) -> DriverFuture<'_, ChunkStream> {
+        Box::pin(async move {
+            use tokio::io::AsyncReadExt;
+            let r = self.reader(path, offset).await?.take(len);
+            Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(r, 1 << 20)) as ChunkStream)
+        })
+    }
     /// Opens an object for appending (`append`) or truncates it.
     fn writer(&self, path: String, append: bool) -> DriverFuture<'_, Box<dyn FileWriter>>;
     fn stat(&self, path: String) -> DriverFuture<'_, FileInfo>;
@@ -70,7 +82,8 @@ pub trait StorageDriver: Send + Sync + 'static {
 
 /// An object being written in pieces, such as an upload in progress.
 pub trait FileWriter: Send {
-    fn write(&mut self, chunk: Bytes) -> DriverFuture<'_, ()>;
+    /// Appends the chunks, in order.
+    fn write(&mut self, chunks: Vec<Bytes>) -> DriverFuture<'_, ()>;
     /// Bytes in the object, including what was there before an append.
     fn size(&self) -> u64;
     /// Makes everything written so far durable.
