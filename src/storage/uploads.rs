@@ -190,8 +190,10 @@ impl Registry {
 
     async fn cancel_upload_locked(&self, repo: &RepoName, id: &str, key: &str) -> Result<()> {
         self.uploads.forget(key);
-        self.remove(paths::upload(repo, id)).await?;
-        Ok(())
+        match self.driver.discard(paths::upload(repo, id)).await {
+            Ok(()) | Err(super::driver::DriverError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Stores a whole blob from one request body.

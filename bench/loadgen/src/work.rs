@@ -360,7 +360,7 @@ pub async fn walk(t: &Target, a: &Args) -> Out {
     distinct.sort();
     distinct.dedup();
     Ok(format!(
-        "{{\"secs\":{secs:.3},\"pages\":{pages},\"items\":{},\"distinct\":{},\"max_page\":{max_page},\"sorted\":{sorted}}}",
+        "{{\"secs\":{secs:.6},\"pages\":{pages},\"items\":{},\"distinct\":{},\"max_page\":{max_page},\"sorted\":{sorted}}}",
         items.len(),
         distinct.len()
     ))

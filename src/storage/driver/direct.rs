@@ -163,6 +163,9 @@ impl DirectAppender {
     /// Switches the descriptor to ordinary buffered writes.
     fn buffered(&mut self) -> io::Result<()> {
         use nix::fcntl::{FcntlArg, OFlag, fcntl};
+        if !self.direct {
+            return Ok(());
+        }
         let flags = OFlag::from_bits_truncate(fcntl(&self.file, FcntlArg::F_GETFL)?);
         fcntl(&self.file, FcntlArg::F_SETFL(flags - OFlag::O_DIRECT))?;
         self.direct = false;
@@ -170,8 +173,14 @@ impl DirectAppender {
     }
 
     /// Writes what is buffered (the partial last block through the page
-    /// cache) and makes everything durable.
+    /// cache) and makes everything durable. A write that never filled the
+    /// buffer (under [`MAX_BUF`]: configs, small layers, each PATCH of a
+    /// small chunk) goes through the page cache whole, where its next read
+    /// finds it.
     pub fn finish(mut self) -> io::Result<()> {
+        if self.buf.cap < MAX_BUF {
+            self.buffered()?;
+        }
         self.flush_blocks()?;
         if self.buf.len > 0 {
             self.buffered()?;

@@ -70,10 +70,31 @@ pub trait StorageDriver: Send + Sync + 'static {
     fn stat(&self, path: String) -> DriverFuture<'_, FileInfo>;
     /// Names of the direct children of a directory, unsorted.
     fn list(&self, path: String) -> DriverFuture<'_, Vec<String>>;
+    /// Lists several directories, an absent one as empty: one call for a
+    /// batch of siblings, so a catalog page is not one round trip per directory.
+    fn list_many(&self, paths: Vec<String>) -> DriverFuture<'_, Vec<Vec<String>>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(paths.len());
+            for p in paths {
+                match self.list(p).await {
+                    Ok(l) => out.push(l),
+                    Err(DriverError::NotFound(_)) => out.push(vec![]),
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(out)
+        })
+    }
     /// Moves an object into place atomically and durably, replacing any existing one.
     fn move_to(&self, from: String, to: String) -> DriverFuture<'_, ()>;
     /// Removes an object or a whole directory tree.
     fn delete(&self, path: String) -> DriverFuture<'_, ()>;
+    /// Removes scratch data (an upload that is finished or abandoned) without
+    /// waiting for the removal to be durable: after a crash it may be back,
+    /// and upload purging removes it then.
+    fn discard(&self, path: String) -> DriverFuture<'_, ()> {
+        self.delete(path)
+    }
     /// Sets an existing object's modification time to now, creating nothing:
     /// `NotFound` if it is absent. Referencing a blob touches it first, which
     /// is how a garbage collection running meanwhile learns to keep it.
