@@ -20,7 +20,7 @@ use tokio::io::AsyncReadExt;
 const CHUNK: usize = 1 << 20;
 /// Batches queued for the hashing thread: bounds the memory an upload holds
 /// when hashing is slower than the network.
-const HASH_QUEUE: usize = 4;
+const HASH_QUEUE: usize = 2;
 
 /// Running hashes of uploads in progress, keyed by repository and upload id.
 #[derive(Default)]

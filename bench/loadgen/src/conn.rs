@@ -36,7 +36,10 @@ impl Target {
     pub fn new(base: &str, ca: Option<&str>, user: Option<&str>) -> Target {
         let (scheme, rest) = base.split_once("://").expect("base URL with a scheme");
         let addr = rest.trim_end_matches('/').to_string();
-        let host = addr.rsplit_once(':').map_or(addr.as_str(), |h| h.0).to_string();
+        let host = addr
+            .rsplit_once(':')
+            .map_or(addr.as_str(), |h| h.0)
+            .to_string();
         let tls = (scheme == "https").then(|| {
             let mut roots = rustls::RootCertStore::empty();
             let ca = ca.expect("--ca is needed for https");
@@ -54,9 +57,17 @@ impl Target {
         });
         let auth = user.map(|u| {
             use base64::Engine;
-            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(u))
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(u)
+            )
         });
-        Target { addr, host, tls, auth }
+        Target {
+            addr,
+            host,
+            tls,
+            auth,
+        }
     }
 
     pub async fn connect(&self) -> io::Result<SendRequest<Body>> {

@@ -19,7 +19,10 @@ impl FileBody {
     pub fn new(path: &str, offset: u64, len: u64) -> io::Result<FileBody> {
         let mut file = File::open(path)?;
         file.seek(SeekFrom::Start(offset))?;
-        Ok(FileBody { file, remaining: len })
+        Ok(FileBody {
+            file,
+            remaining: len,
+        })
     }
 }
 

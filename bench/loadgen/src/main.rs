@@ -23,8 +23,13 @@ impl Args {
         let mut m: HashMap<String, Vec<String>> = HashMap::new();
         let mut i = 0;
         while i < v.len() {
-            let k = v[i].strip_prefix("--").unwrap_or_else(|| panic!("unexpected {}", v[i]));
-            let val = v.get(i + 1).cloned().unwrap_or_else(|| panic!("--{k} needs a value"));
+            let k = v[i]
+                .strip_prefix("--")
+                .unwrap_or_else(|| panic!("unexpected {}", v[i]));
+            let val = v
+                .get(i + 1)
+                .cloned()
+                .unwrap_or_else(|| panic!("--{k} needs a value"));
             m.entry(k.to_string()).or_default().push(val);
             i += 2;
         }
@@ -37,7 +42,8 @@ impl Args {
         self.get(k).unwrap_or_else(|| panic!("--{k} is required"))
     }
     pub fn num(&self, k: &str, default: u64) -> u64 {
-        self.get(k).map_or(default, |v| v.parse().expect("a number"))
+        self.get(k)
+            .map_or(default, |v| v.parse().expect("a number"))
     }
     pub fn all(&self, k: &str) -> &[String] {
         self.0.get(k).map_or(&[], |v| v.as_slice())

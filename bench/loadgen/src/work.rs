@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 type Out = Result<String, String>;
 
-
 fn digest_of(b: &[u8]) -> String {
     let h = Sha256::digest(b);
     let mut s = String::from("sha256:");
@@ -69,14 +68,20 @@ fn location_with(loc: &str, param: &str) -> String {
 }
 
 fn header(resp: &hyper::Response<()>, k: &str) -> Option<String> {
-    resp.headers().get(k).and_then(|v| v.to_str().ok()).map(str::to_string)
+    resp.headers()
+        .get(k)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 fn expect(resp: &hyper::Response<()>, want: u16, what: &str) -> Result<(), String> {
     if resp.status().as_u16() == want {
         Ok(())
     } else {
-        Err(format!("{what}: status {} (expected {want})", resp.status()))
+        Err(format!(
+            "{what}: status {} (expected {want})",
+            resp.status()
+        ))
     }
 }
 
@@ -148,7 +153,11 @@ where
     for task in tasks {
         all.extend(task.await.expect("worker"));
     }
-    (all, errors.load(Ordering::Relaxed), start.elapsed().as_secs_f64())
+    (
+        all,
+        errors.load(Ordering::Relaxed),
+        start.elapsed().as_secs_f64(),
+    )
 }
 
 pub async fn rate(t: &Target, a: &Args) -> Out {
@@ -165,20 +174,26 @@ pub async fn rate(t: &Target, a: &Args) -> Out {
         .collect();
     let headers = Arc::new(headers);
     // A short warm-up opens the connections before timing.
-    let (lat, err, secs) = drive(t, a.num("conns", 64), 0, a.num("secs", 5) as f64, move |mut c, _| {
-        let (method, path, headers) = (method.clone(), path.clone(), headers.clone());
-        async move {
-            let mut b = c.target.request(&method, &path);
-            for (k, v) in headers.iter() {
-                b = b.header(k, v);
+    let (lat, err, secs) = drive(
+        t,
+        a.num("conns", 64),
+        0,
+        a.num("secs", 5) as f64,
+        move |mut c, _| {
+            let (method, path, headers) = (method.clone(), path.clone(), headers.clone());
+            async move {
+                let mut b = c.target.request(&method, &path);
+                for (k, v) in headers.iter() {
+                    b = b.header(k, v);
+                }
+                let r = match c.send(b.body(empty()).unwrap()).await {
+                    Ok((resp, _)) => expect(&resp, want, &path),
+                    Err(e) => Err(e.to_string()),
+                };
+                (c, r)
             }
-            let r = match c.send(b.body(empty()).unwrap()).await {
-                Ok((resp, _)) => expect(&resp, want, &path),
-                Err(e) => Err(e.to_string()),
-            };
-            (c, r)
-        }
-    })
+        },
+    )
     .await;
     Ok(format!("{{{}}}", summary(lat, err, secs)))
 }
@@ -220,9 +235,16 @@ pub async fn push_file(t: &Target, a: &Args) -> Out {
         let mut off = 0;
         while off < len {
             let n = chunk.min(len - off);
-            let body: Body = FileBody::new(file, off, n).map_err(|e| e.to_string())?.boxed_unsync();
+            let body: Body = FileBody::new(file, off, n)
+                .map_err(|e| e.to_string())?
+                .boxed_unsync();
             let req = t
-                .request("PATCH", &location_with(&loc, "").trim_end_matches(['?', '&']).to_string())
+                .request(
+                    "PATCH",
+                    &location_with(&loc, "")
+                        .trim_end_matches(['?', '&'])
+                        .to_string(),
+                )
                 .header("Content-Type", "application/octet-stream")
                 .header("Content-Range", format!("{off}-{}", off + n - 1))
                 .header("Content-Length", n)
@@ -237,7 +259,12 @@ pub async fn push_file(t: &Target, a: &Args) -> Out {
     let (body, n): (Body, u64) = if chunk > 0 {
         (empty(), 0)
     } else {
-        (FileBody::new(file, 0, len).map_err(|e| e.to_string())?.boxed_unsync(), len)
+        (
+            FileBody::new(file, 0, len)
+                .map_err(|e| e.to_string())?
+                .boxed_unsync(),
+            len,
+        )
     };
     let req = t
         .request("PUT", &location_with(&loc, &format!("digest={digest}")))
@@ -248,7 +275,10 @@ pub async fn push_file(t: &Target, a: &Args) -> Out {
     let (resp, _) = c.send(req).await.map_err(|e| e.to_string())?;
     expect(&resp, 201, "PUT")?;
     let secs = start.elapsed().as_secs_f64();
-    Ok(format!("{{\"secs\":{secs:.3},\"mbps\":{:.1}}}", len as f64 / secs / 1e6))
+    Ok(format!(
+        "{{\"secs\":{secs:.3},\"mbps\":{:.1}}}",
+        len as f64 / secs / 1e6
+    ))
 }
 
 pub async fn pull(t: &Target, a: &Args) -> Out {
@@ -258,12 +288,17 @@ pub async fn pull(t: &Target, a: &Args) -> Out {
     let (resp, n) = c.send(req).await.map_err(|e| e.to_string())?;
     expect(&resp, 200, "GET blob")?;
     let secs = start.elapsed().as_secs_f64();
-    Ok(format!("{{\"bytes\":{n},\"secs\":{secs:.3},\"mbps\":{:.1}}}", n as f64 / secs / 1e6))
+    Ok(format!(
+        "{{\"bytes\":{n},\"secs\":{secs:.3},\"mbps\":{:.1}}}",
+        n as f64 / secs / 1e6
+    ))
 }
 
 /// An image manifest for one small config and one small layer, pushed first.
 async fn push_image(c: &mut Client, repo: &str) -> Result<Bytes, String> {
-    let config = Bytes::from_static(br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#);
+    let config = Bytes::from_static(
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#,
+    );
     let layer = Bytes::from(random_bytes(7, 4096));
     let (cd, ld) = (digest_of(&config), digest_of(&layer));
     upload(c, repo, config.clone(), &cd).await?;
@@ -281,25 +316,34 @@ pub async fn tags(t: &Target, a: &Args) -> Out {
     let mut c = Client::new(t);
     let manifest = push_image(&mut c, &repo).await?;
     let digest = digest_of(&manifest);
-    let (lat, err, secs) = drive(t, a.num("conns", 8), a.num("count", 5000), 0.0, move |mut c, i| {
-        let (repo, manifest) = (repo.clone(), manifest.clone());
-        async move {
-            let req = c
-                .target
-                .request("PUT", &format!("/v2/{repo}/manifests/t{i:05}"))
-                .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
-                .header("Content-Length", manifest.len())
-                .body(full(manifest))
-                .unwrap();
-            let r = match c.send(req).await {
-                Ok((resp, _)) => expect(&resp, 201, "PUT manifest"),
-                Err(e) => Err(e.to_string()),
-            };
-            (c, r)
-        }
-    })
+    let (lat, err, secs) = drive(
+        t,
+        a.num("conns", 8),
+        a.num("count", 5000),
+        0.0,
+        move |mut c, i| {
+            let (repo, manifest) = (repo.clone(), manifest.clone());
+            async move {
+                let req = c
+                    .target
+                    .request("PUT", &format!("/v2/{repo}/manifests/t{i:05}"))
+                    .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+                    .header("Content-Length", manifest.len())
+                    .body(full(manifest))
+                    .unwrap();
+                let r = match c.send(req).await {
+                    Ok((resp, _)) => expect(&resp, 201, "PUT manifest"),
+                    Err(e) => Err(e.to_string()),
+                };
+                (c, r)
+            }
+        },
+    )
     .await;
-    Ok(format!("{{{},\"digest\":\"{digest}\"}}", summary(lat, err, secs)))
+    Ok(format!(
+        "{{{},\"digest\":\"{digest}\"}}",
+        summary(lat, err, secs)
+    ))
 }
 
 /// Makes `count` repositories (`<prefix>/r00000`…) by mounting one blob into each.
@@ -310,22 +354,31 @@ pub async fn repos(t: &Target, a: &Args) -> Out {
     let blob = Bytes::from(random_bytes(11, 1024));
     let d = digest_of(&blob);
     upload(&mut c, &src, blob, &d).await?;
-    let (lat, err, secs) = drive(t, a.num("conns", 8), a.num("count", 5000), 0.0, move |mut c, i| {
-        let (prefix, src, d) = (prefix.clone(), src.clone(), d.clone());
-        async move {
-            let req = c
-                .target
-                .request("POST", &format!("/v2/{prefix}/r{i:05}/blobs/uploads/?mount={d}&from={src}"))
-                .header("Content-Length", "0")
-                .body(empty())
-                .unwrap();
-            let r = match c.send(req).await {
-                Ok((resp, _)) => expect(&resp, 201, "mount"),
-                Err(e) => Err(e.to_string()),
-            };
-            (c, r)
-        }
-    })
+    let (lat, err, secs) = drive(
+        t,
+        a.num("conns", 8),
+        a.num("count", 5000),
+        0.0,
+        move |mut c, i| {
+            let (prefix, src, d) = (prefix.clone(), src.clone(), d.clone());
+            async move {
+                let req = c
+                    .target
+                    .request(
+                        "POST",
+                        &format!("/v2/{prefix}/r{i:05}/blobs/uploads/?mount={d}&from={src}"),
+                    )
+                    .header("Content-Length", "0")
+                    .body(empty())
+                    .unwrap();
+                let r = match c.send(req).await {
+                    Ok((resp, _)) => expect(&resp, 201, "mount"),
+                    Err(e) => Err(e.to_string()),
+                };
+                (c, r)
+            }
+        },
+    )
     .await;
     Ok(format!("{{{}}}", summary(lat, err, secs)))
 }
@@ -335,7 +388,8 @@ pub async fn repos(t: &Target, a: &Args) -> Out {
 pub async fn walk(t: &Target, a: &Args) -> Out {
     let mut c = Client::new(t);
     let mut path = Some(a.req("path").to_string());
-    let (mut pages, mut items, mut sorted, mut max_page) = (0u64, Vec::<String>::new(), true, 0usize);
+    let (mut pages, mut items, mut sorted, mut max_page) =
+        (0u64, Vec::<String>::new(), true, 0usize);
     let start = Instant::now();
     while let Some(p) = path.take() {
         let req = t.request("GET", &p).body(empty()).unwrap();
@@ -347,7 +401,11 @@ pub async fn walk(t: &Target, a: &Args) -> Out {
         items.extend(page);
         path = header(&resp, "Link").and_then(|l| {
             let (s, e) = (l.find('<')?, l.find('>')?);
-            Some(location_with(&l[s + 1..e], "").trim_end_matches(['?', '&']).to_string())
+            Some(
+                location_with(&l[s + 1..e], "")
+                    .trim_end_matches(['?', '&'])
+                    .to_string(),
+            )
         });
     }
     let secs = start.elapsed().as_secs_f64();
@@ -374,7 +432,9 @@ fn path_order(a: &str, b: &str) -> std::cmp::Ordering {
 /// The strings of the `repositories` or `tags` array of a listing.
 fn names(body: &[u8]) -> Vec<String> {
     let s = String::from_utf8_lossy(body);
-    let Some(open) = s.find('[') else { return vec![] };
+    let Some(open) = s.find('[') else {
+        return vec![];
+    };
     let close = s.rfind(']').unwrap_or(s.len());
     s[open + 1..close]
         .split(',')

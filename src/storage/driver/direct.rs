@@ -201,10 +201,9 @@ mod tests {
     /// Appends of awkward sizes, across reopenings, read back exactly.
     #[test]
     fn appends_of_any_size_read_back_exactly() {
-        let dir = std::env::current_dir().unwrap().join(format!(
-            "target/direct-test-{}",
-            std::process::id()
-        ));
+        let dir = std::env::current_dir()
+            .unwrap()
+            .join(format!("target/direct-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("data");
         let mut expected = vec![];

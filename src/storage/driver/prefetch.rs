@@ -18,17 +18,27 @@ use tokio::task::JoinHandle;
 
 const CHUNK: u64 = 1 << 20;
 
+/// How far ahead the kernel is asked to read (`POSIX_FADV_WILLNEED`), renewed
+/// every [`ADVISE_EVERY`] bytes. A blob not in the page cache (written with
+/// `O_DIRECT`, or evicted) read 1 MiB at a time came off this machine's disk
+/// at about 500 MB/s; with the kernel reading 16 MiB ahead, 1.6 GB/s.
+const ADVISE_AHEAD: u64 = 16 << 20;
+const ADVISE_EVERY: u64 = 8 << 20;
+
 pub struct Prefetch {
     file: Arc<File>,
+    /// File offset of the next read.
+    pos: u64,
     remaining: u64,
     pending: Option<JoinHandle<io::Result<Bytes>>>,
 }
 
 impl Prefetch {
-    /// `file` is positioned where the stream starts.
-    pub fn new(file: File, len: u64) -> Prefetch {
+    /// `file` is positioned at `offset`, where the stream starts.
+    pub fn new(file: File, offset: u64, len: u64) -> Prefetch {
         let mut p = Prefetch {
             file: Arc::new(file),
+            pos: offset,
             remaining: len,
             pending: None,
         };
@@ -41,9 +51,14 @@ impl Prefetch {
             return;
         }
         let n = self.remaining.min(CHUNK);
+        let (pos, end) = (self.pos, self.pos + self.remaining);
         self.remaining -= n;
+        self.pos += n;
         let file = self.file.clone();
         self.pending = Some(tokio::task::spawn_blocking(move || {
+            if pos % ADVISE_EVERY < CHUNK {
+                advise(&file, pos, ADVISE_AHEAD.min(end - pos));
+            }
             let mut buf = Vec::with_capacity(n as usize);
             (&*file).take(n).read_to_end(&mut buf)?;
             if (buf.len() as u64) < n {
@@ -55,6 +70,15 @@ impl Prefetch {
             Ok(Bytes::from(buf))
         }));
     }
+}
+
+/// Asks the kernel to start reading a range; only a hint, so failures are ignored.
+fn advise(file: &File, offset: u64, len: u64) {
+    use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
+    let (Ok(o), Ok(l)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    let _ = posix_fadvise(file, o, l, PosixFadviseAdvice::POSIX_FADV_WILLNEED);
 }
 
 impl Stream for Prefetch {
