@@ -37,13 +37,18 @@ fn join(prefix: &str, child: &str) -> String {
 impl Frame {
     /// The directory's subdirectories that may hold repositories after `last`, sorted.
     fn new(prefix: String, mut listing: Vec<String>, last: Option<&str>) -> Frame {
+        // Where `last` lies inside this directory, the component it descends
+        // into: children sorting before that one hold nothing after `last`.
+        let bound = last.and_then(|l| {
+            let rest = if prefix.is_empty() {
+                l
+            } else {
+                l.strip_prefix(prefix.as_str())?.strip_prefix('/')?
+            };
+            rest.split('/').next()
+        });
         listing.retain(|c| {
-            if c.starts_with('_') || c.starts_with('.') {
-                return false;
-            }
-            let Some(l) = last else { return true };
-            let child = join(&prefix, c);
-            path_order(&child, l) != Ordering::Less || l.starts_with(&format!("{child}/"))
+            !c.starts_with('_') && !c.starts_with('.') && bound.is_none_or(|b| c.as_str() >= b)
         });
         listing.sort_unstable();
         Frame {
