@@ -241,9 +241,7 @@ pub async fn push_file(t: &Target, a: &Args) -> Out {
             let req = t
                 .request(
                     "PATCH",
-                    &location_with(&loc, "")
-                        .trim_end_matches(['?', '&'])
-                        .to_string(),
+                    location_with(&loc, "").trim_end_matches(['?', '&']),
                 )
                 .header("Content-Type", "application/octet-stream")
                 .header("Content-Range", format!("{off}-{}", off + n - 1))

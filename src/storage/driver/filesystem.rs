@@ -3,6 +3,7 @@
 //! can serve the other's data. Blocking file I/O runs on tokio's blocking pool.
 
 use super::direct::DirectAppender;
+use super::listings::Listings;
 use super::prefetch::Prefetch;
 use super::{
     BoxReader, ChunkStream, DriverError, DriverFuture, FileInfo, FileWriter, StorageDriver,
@@ -15,12 +16,14 @@ use std::sync::Arc;
 
 pub struct FilesystemDriver {
     root: Arc<PathBuf>,
+    listings: Arc<Listings>,
 }
 
 impl FilesystemDriver {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         FilesystemDriver {
             root: Arc::new(root.into()),
+            listings: Arc::default(),
         }
     }
 
@@ -236,15 +239,17 @@ impl StorageDriver for FilesystemDriver {
 
     fn list(&self, path: String) -> DriverFuture<'_, Vec<String>> {
         let full = self.full(&path);
-        Box::pin(blocking(path, move || list_dir(&full)))
+        let listings = self.listings.clone();
+        Box::pin(blocking(path, move || listings.list(&full, list_dir)))
     }
 
     fn list_many(&self, paths: Vec<String>) -> DriverFuture<'_, Vec<Vec<String>>> {
         let full: Vec<PathBuf> = paths.iter().map(|p| self.full(p)).collect();
         let first = paths.first().cloned().unwrap_or_default();
+        let listings = self.listings.clone();
         Box::pin(blocking(first, move || {
             full.iter()
-                .map(|d| match list_dir(d) {
+                .map(|d| match listings.list(d, list_dir) {
                     Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(vec![]),
                     r => r,
                 })

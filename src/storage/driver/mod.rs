@@ -6,6 +6,7 @@
 
 mod direct;
 pub mod filesystem;
+mod listings;
 mod prefetch;
 
 use bytes::Bytes;
