@@ -1,6 +1,7 @@
 //! `private-registry`: a private container registry (OCI distribution /
 //! Docker Registry HTTP API V2) for on-premise data centres.
 
+mod alloc;
 mod api;
 mod auth;
 mod cli;
@@ -194,6 +195,7 @@ fn serve(config: PathBuf, dev: bool) -> ExitCode {
         }
         Ok(l.config)
     });
+    alloc::tune();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build();

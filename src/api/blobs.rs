@@ -1,6 +1,6 @@
 //! `GET`/`HEAD`/`DELETE /v2/<name>/blobs/<digest>`, with single `Range` requests.
 
-use super::body::{self, ReaderBody};
+use super::body::{self, StreamBody};
 use super::error::{ApiError, Code};
 use super::{Api, ApiResult, header, method_not_allowed};
 use crate::digest::Digest;
@@ -67,7 +67,7 @@ async fn get(api: &Api, req: &Parts, repo: &RepoName, d: &Digest) -> ApiResult {
     let body = if req.method == Method::HEAD || len == 0 {
         body::empty()
     } else {
-        ReaderBody::boxed(api.registry.open_blob(d, start).await?, len)
+        StreamBody::boxed(api.registry.blob_chunks(d, start, len).await?, len)
     };
     Ok(b.body(body).expect("valid response"))
 }

@@ -1,14 +1,13 @@
 //! Bodies in and out: whole buffers for small responses, a streaming reader
 //! for blobs, and request bodies adapted into the storage layer's byte stream.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_core::Stream;
 use http_body_util::{BodyExt, Empty, Full, combinators::UnsyncBoxBody};
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use tokio::io::{AsyncRead, AsyncReadExt};
 
 pub type Body = UnsyncBoxBody<Bytes, io::Error>;
 
@@ -22,28 +21,23 @@ pub fn full(b: impl Into<Bytes>) -> Body {
         .boxed_unsync()
 }
 
-/// Read size for blob responses: large reads keep syscalls and wakeups rare.
-const READ_CHUNK: usize = 256 << 10;
-
-/// Streams exactly `len` bytes from a reader.
-pub struct ReaderBody {
-    reader: Pin<Box<dyn AsyncRead + Send>>,
+/// A response body of exactly `len` bytes from a stream of chunks.
+pub struct StreamBody {
+    stream: crate::storage::ByteStream,
     remaining: u64,
-    buf: BytesMut,
 }
 
-impl ReaderBody {
-    pub fn boxed(reader: Pin<Box<dyn AsyncRead + Send>>, len: u64) -> Body {
-        ReaderBody {
-            reader: Box::pin(reader.take(len)),
+impl StreamBody {
+    pub fn boxed(stream: crate::storage::ByteStream, len: u64) -> Body {
+        StreamBody {
+            stream,
             remaining: len,
-            buf: BytesMut::new(),
         }
         .boxed_unsync()
     }
 }
 
-impl HttpBody for ReaderBody {
+impl HttpBody for StreamBody {
     type Data = Bytes;
     type Error = io::Error;
 
@@ -51,27 +45,20 @@ impl HttpBody for ReaderBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        let this = &mut *self;
-        if this.remaining == 0 {
+        if self.remaining == 0 {
             return Poll::Ready(None);
         }
-        if this.buf.capacity() < READ_CHUNK / 4 {
-            this.buf.reserve(READ_CHUNK);
-        }
-        let n = ready!(tokio_util::io::poll_read_buf(
-            this.reader.as_mut(),
-            cx,
-            &mut this.buf
-        ))?;
-        if n == 0 {
-            let e = io::Error::new(
+        match ready!(self.stream.as_mut().poll_next(cx)) {
+            Some(Ok(b)) => {
+                self.remaining = self.remaining.saturating_sub(b.len() as u64);
+                Poll::Ready(Some(Ok(Frame::data(b))))
+            }
+            Some(Err(e)) => Poll::Ready(Some(Err(e))),
+            None => Poll::Ready(Some(Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "blob shorter than its recorded size",
-            );
-            return Poll::Ready(Some(Err(e)));
+            )))),
         }
-        this.remaining = this.remaining.saturating_sub(n as u64);
-        Poll::Ready(Some(Ok(Frame::data(this.buf.split().freeze()))))
     }
 
     fn is_end_stream(&self) -> bool {

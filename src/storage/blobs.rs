@@ -1,7 +1,7 @@
 //! Blobs: content stored once under its digest, made visible to a repository
 //! by a link in that repository's `_layers`.
 
-use super::{Registry, Result, StorageError, driver::BoxReader, paths};
+use super::{ByteStream, Registry, Result, StorageError, driver::BoxReader, paths};
 use crate::digest::Digest;
 use crate::names::RepoName;
 
@@ -25,8 +25,20 @@ impl Registry {
     }
 
     /// Opens a blob for streaming from `offset`; the caller has checked access with [`Self::blob_size`].
+    #[allow(dead_code)] // for readers inside the process (the web UI branch reads configs with it)
     pub async fn open_blob(&self, d: &Digest, offset: u64) -> Result<BoxReader> {
         match self.driver.reader(paths::blob_data(d), offset).await {
+            Err(super::driver::DriverError::NotFound(_)) => {
+                Err(StorageError::BlobUnknown(d.clone()))
+            }
+            r => Ok(r?),
+        }
+    }
+
+    /// Streams `len` bytes of a blob from `offset`, for serving it; the
+    /// caller has checked access with [`Self::blob_size`].
+    pub async fn blob_chunks(&self, d: &Digest, offset: u64, len: u64) -> Result<ByteStream> {
+        match self.driver.chunks(paths::blob_data(d), offset, len).await {
             Err(super::driver::DriverError::NotFound(_)) => {
                 Err(StorageError::BlobUnknown(d.clone()))
             }

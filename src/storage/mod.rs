@@ -102,6 +102,11 @@ impl Registry {
         Ok(error::optional(self.driver.list(path).await)?.unwrap_or_default())
     }
 
+    /// Lists several directories in one driver call, absent meaning empty.
+    async fn list_many(&self, dirs: Vec<String>) -> Result<Vec<Vec<String>>> {
+        Ok(self.driver.list_many(dirs).await?)
+    }
+
     /// Digests stored under `<dir>/<algorithm>/<hex>`, skipping anything that is not one.
     async fn list_digests(&self, dir: &str) -> Result<Vec<Digest>> {
         let mut out = vec![];

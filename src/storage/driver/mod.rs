@@ -4,7 +4,10 @@
 //! The filesystem driver is the first implementation; an object-storage one
 //! is meant to slot in beside it without the layers above changing.
 
+mod direct;
 pub mod filesystem;
+mod listings;
+mod prefetch;
 
 use bytes::Bytes;
 use std::future::Future;
@@ -15,6 +18,7 @@ use tokio::io::AsyncRead;
 
 pub type DriverFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, DriverError>> + Send + 'a>>;
 pub type BoxReader = Pin<Box<dyn AsyncRead + Send>>;
+pub type ChunkStream = Pin<Box<dyn futures_core::Stream<Item = io::Result<Bytes>> + Send>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
@@ -53,15 +57,45 @@ pub trait StorageDriver: Send + Sync + 'static {
     fn put_content(&self, path: String, content: Bytes) -> DriverFuture<'_, ()>;
     /// Streams an object from `offset`.
     fn reader(&self, path: String, offset: u64) -> DriverFuture<'_, BoxReader>;
+    /// Streams `len` bytes of an object from `offset` as large chunks, for
+    /// serving it: a driver can read ahead while the previous chunk is sent.
+    fn chunks(&self, path: String, offset: u64, len: u64) -> DriverFuture<'_, ChunkStream> {
+        Box::pin(async move {
+            use tokio::io::AsyncReadExt;
+            let r = self.reader(path, offset).await?.take(len);
+            Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(r, 1 << 20)) as ChunkStream)
+        })
+    }
     /// Opens an object for appending (`append`) or truncates it.
     fn writer(&self, path: String, append: bool) -> DriverFuture<'_, Box<dyn FileWriter>>;
     fn stat(&self, path: String) -> DriverFuture<'_, FileInfo>;
     /// Names of the direct children of a directory, unsorted.
     fn list(&self, path: String) -> DriverFuture<'_, Vec<String>>;
+    /// Lists several directories, an absent one as empty: one call for a
+    /// batch of siblings, so a catalog page is not one round trip per directory.
+    fn list_many(&self, paths: Vec<String>) -> DriverFuture<'_, Vec<Vec<String>>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(paths.len());
+            for p in paths {
+                match self.list(p).await {
+                    Ok(l) => out.push(l),
+                    Err(DriverError::NotFound(_)) => out.push(vec![]),
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(out)
+        })
+    }
     /// Moves an object into place atomically and durably, replacing any existing one.
     fn move_to(&self, from: String, to: String) -> DriverFuture<'_, ()>;
     /// Removes an object or a whole directory tree.
     fn delete(&self, path: String) -> DriverFuture<'_, ()>;
+    /// Removes scratch data (an upload that is finished or abandoned) without
+    /// waiting for the removal to be durable: after a crash it may be back,
+    /// and upload purging removes it then.
+    fn discard(&self, path: String) -> DriverFuture<'_, ()> {
+        self.delete(path)
+    }
     /// Sets an existing object's modification time to now, creating nothing:
     /// `NotFound` if it is absent. Referencing a blob touches it first, which
     /// is how a garbage collection running meanwhile learns to keep it.
@@ -74,7 +108,8 @@ pub trait StorageDriver: Send + Sync + 'static {
 
 /// An object being written in pieces, such as an upload in progress.
 pub trait FileWriter: Send {
-    fn write(&mut self, chunk: Bytes) -> DriverFuture<'_, ()>;
+    /// Appends the chunks, in order.
+    fn write(&mut self, chunks: Vec<Bytes>) -> DriverFuture<'_, ()>;
     /// Bytes in the object, including what was there before an append.
     fn size(&self) -> u64;
     /// Makes everything written so far durable.
