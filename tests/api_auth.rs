@@ -106,7 +106,9 @@ fn every_route_challenges_callers_without_valid_credentials() {
     assert_eq!(get_manifest(&s, "team/app", &digest).status, 200);
     // The line reaches the harness through a pipe after the answer does.
     assert!(
-        wait_for(5, || s.log_text().contains(" alice GET /v2/team/app/manifests/")),
+        wait_for(5, || s
+            .log_text()
+            .contains(" alice GET /v2/team/app/manifests/")),
         "the access log names the user"
     );
 }
