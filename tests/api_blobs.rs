@@ -146,6 +146,58 @@ fn chunked_upload_with_status_and_put() {
     assert_eq!(s.req("GET", &loc).send().code(), "BLOB_UPLOAD_UNKNOWN");
 }
 
+/// Chunks of several MiB take the pipelined path, whose hash of a chunk's
+/// tail may still be running when the next request arrives; small chunks
+/// and a final PUT body follow it, and a wrong digest must still be caught.
+#[test]
+fn large_chunks_hash_across_requests() {
+    let s = Server::start();
+    let mut rng = Rng::new(7);
+    let sizes = [3 << 20, 5 << 20, 1000, 4 << 20];
+    for wrong in [false, true] {
+        let mut all = vec![];
+        let mut loc = s
+            .req("POST", "/v2/big/blobs/uploads/")
+            .send()
+            .location_path();
+        for n in sizes {
+            let chunk = rng.bytes(n);
+            let end = all.len() + n - 1;
+            let r = s
+                .req("PATCH", &loc)
+                .header("Content-Range", &format!("{}-{end}", all.len()))
+                .body(chunk.clone())
+                .send();
+            assert_eq!(r.status, 202, "{}", r.text());
+            loc = r.location_path();
+            all.extend_from_slice(&chunk);
+        }
+        let last = rng.bytes(2 << 20);
+        all.extend_from_slice(&last);
+        let claimed = if wrong {
+            sha256(b"other")
+        } else {
+            sha256(&all)
+        };
+        let r = s
+            .req("PUT", &format!("{loc}?digest={claimed}"))
+            .body(last)
+            .send();
+        if wrong {
+            assert_eq!((r.status, r.code().as_str()), (400, "DIGEST_INVALID"));
+            let path = format!("/v2/big/blobs/{}", sha256(&all));
+            assert_eq!(s.req("HEAD", &path).send().status, 404);
+        } else {
+            assert_eq!(r.status, 201, "{}", r.text());
+            let got = s
+                .req("GET", &format!("/v2/big/blobs/{claimed}"))
+                .send()
+                .body;
+            assert!(got == all, "the stored blob differs from what was pushed");
+        }
+    }
+}
+
 #[test]
 fn out_of_order_patch_is_416_with_current_range() {
     let s = Server::start();
