@@ -509,13 +509,48 @@ fn collect_until(
     })
 }
 
-/// Stops a [`collect_until`] collector and returns its (runs, deleted).
-fn stop_collecting(
-    stop: &std::sync::atomic::AtomicBool,
-    collector: std::thread::JoinHandle<(usize, usize)>,
-) -> (usize, usize) {
+/// What a [`churn`] did.
+struct Churn {
+    acknowledged: usize,
+    refused: usize,
+    runs: usize,
+    deleted: usize,
+    /// The last acknowledged (tag, digest), still tagged.
+    live: Option<(String, String)>,
+}
+
+/// For 8 s, while collections run back to back (output lines starting with
+/// `counted` are counted), calls `round(i, previous)`: the round checks and
+/// deletes `previous`, the (tag, digest) acknowledged last, then pushes the
+/// next and returns its (tag, digest), or `None` when the push was refused.
+fn churn(
+    s: &Server,
+    counted: &'static str,
+    mut round: impl FnMut(usize, Option<(String, String)>) -> Option<(String, String)>,
+) -> Churn {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let collector = collect_until(s, &stop, counted);
+    let mut live = None;
+    let (mut acknowledged, mut refused) = (0, 0);
+    let until = std::time::Instant::now() + Duration::from_secs(8);
+    let mut i = 0;
+    while std::time::Instant::now() < until {
+        i += 1;
+        live = round(i, live.take());
+        match live {
+            Some(_) => acknowledged += 1,
+            None => refused += 1,
+        }
+    }
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    collector.join().unwrap()
+    let (runs, deleted) = collector.join().unwrap();
+    Churn {
+        acknowledged,
+        refused,
+        runs,
+        deleted,
+        live,
+    }
 }
 
 #[test]
@@ -526,39 +561,26 @@ fn pushes_and_deletes_while_collections_run() {
     let pool: Vec<Vec<u8>> = (0..3)
         .map(|i| random_bytes(20_000 + i * 7, seed ^ i as u64))
         .collect();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let collector = collect_until(&s, &stop, "deleted blob");
     let repo = "busy";
-    let mut live: Option<(String, String)> = None;
-    let (mut acknowledged, mut refused) = (0, 0);
-    let until = std::time::Instant::now() + Duration::from_secs(8);
-    let mut i = 0u64;
-    while std::time::Instant::now() < until {
-        i += 1;
+    let c = churn(&s, "deleted blob", |i, previous| {
         // The previous image, pulled after collections ran, then deleted: its
         // layers are unreferenced until the next push reuses them (HEAD, skip
         // the upload, put the manifest) while collections keep running.
-        if let Some((tag, d)) = live.take() {
+        if let Some((tag, d)) = previous {
             std::thread::sleep(Duration::from_millis(100));
             pulls_completely(&s, repo, &tag, &d);
             let r = s.req("DELETE", &format!("/v2/{repo}/manifests/{d}")).send();
             assert_eq!(r.status, 202, "{}", r.text());
         }
         let tag = format!("v{i}");
-        match push_sharing(&s, repo, &tag, seed.wrapping_add(i), &pool) {
-            Some(d) => {
-                acknowledged += 1;
-                live = Some((tag, d));
-            }
-            None => refused += 1,
-        }
-    }
-    let (runs, deleted) = stop_collecting(&stop, collector);
+        push_sharing(&s, repo, &tag, seed.wrapping_add(i as u64), &pool).map(|d| (tag, d))
+    });
     eprintln!(
-        "{acknowledged} pushes acknowledged, {refused} refused, {runs} collections deleted {deleted} blobs"
+        "{} pushes acknowledged, {} refused, {} collections deleted {} blobs",
+        c.acknowledged, c.refused, c.runs, c.deleted
     );
-    assert!(acknowledged > 10 && runs > 2 && deleted > 0);
-    if let Some((tag, d)) = &live {
+    assert!(c.acknowledged > 10 && c.runs > 2 && c.deleted > 0);
+    if let Some((tag, d)) = &c.live {
         pulls_completely(&s, repo, tag, d);
         // And once more after a final collection with no grace at all.
         gc(&s, &["--delete-untagged", "--grace", "0s"]);
@@ -682,17 +704,10 @@ fn multi_arch_pushes_reuse_untagged_children_while_collections_run() {
             m
         })
         .collect();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let collector = collect_until(&s, &stop, "deleted manifest");
-    let mut live: Option<(String, String)> = None;
-    let (mut acknowledged, mut refused) = (0, 0);
-    let until = std::time::Instant::now() + Duration::from_secs(8);
-    let mut i = 0usize;
-    while std::time::Instant::now() < until {
-        i += 1;
+    let c = churn(&s, "deleted manifest", |i, previous| {
         // The previous index, pulled whole after collections ran, then
         // deleted: its children are untagged until the next index reuses them.
-        if let Some((tag, d)) = live.take() {
+        if let Some((tag, d)) = previous {
             // Sometimes let the children grow older than the grace period
             // while the tag keeps them.
             let wait = if i.is_multiple_of(8) { 1200 } else { 20 };
@@ -713,19 +728,13 @@ fn multi_arch_pushes_reuse_untagged_children_while_collections_run() {
         }
         let tag = format!("v{i}");
         let picks = [children[i % 3].clone(), children[(i + 1) % 3].clone()];
-        match push_index(&s, repo, &tag, &picks) {
-            Some(d) => {
-                acknowledged += 1;
-                live = Some((tag, d));
-            }
-            None => refused += 1,
-        }
-    }
-    let (runs, deleted) = stop_collecting(&stop, collector);
+        push_index(&s, repo, &tag, &picks).map(|d| (tag, d))
+    });
     eprintln!(
-        "{acknowledged} indexes acknowledged, {refused} refused, {runs} collections deleted {deleted} manifests"
+        "{} indexes acknowledged, {} refused, {} collections deleted {} manifests",
+        c.acknowledged, c.refused, c.runs, c.deleted
     );
-    assert!(acknowledged > 5 && runs > 2 && deleted > 0);
+    assert!(c.acknowledged > 5 && c.runs > 2 && c.deleted > 0);
     let a = audit_store(&s.root);
     assert!(a.problems.is_empty(), "{:#?}", a.problems);
 }
