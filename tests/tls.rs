@@ -654,3 +654,55 @@ fn basic_auth_over_tls_challenges_then_admits() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.tls.is_some());
 }
+
+/// The suite OpenSSL's `s_client` ends up with, given its extra arguments.
+fn negotiated(s: &Server, pki: &Pki, args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &s.addr.to_string(),
+            "-servername",
+            HOST,
+        ])
+        .arg("-CAfile")
+        .arg(pki.ca_pem())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run openssl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| {
+            l.split_once("Cipher is ")
+                .map(|(_, c)| c.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no cipher in s_client output: {text}"))
+}
+
+/// AES-128-GCM is preferred over the client's AES-256-GCM, as the reference
+/// (Go) does, while a client that puts ChaCha20 first keeps it.
+#[test]
+fn aes128_is_preferred_unless_the_client_leads_with_chacha20() {
+    if lacks_tools("aes128_is_preferred", &["openssl"]) {
+        return;
+    }
+    let (_dir, pki) = pki();
+    let cert = pki.server("server", KeyType::EcdsaP256, SANS);
+    let s = start_tls(&cert, &[], "");
+    let aes256_first = "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256";
+    assert_eq!(
+        negotiated(&s, &pki, &["-tls1_3", "-ciphersuites", aes256_first]),
+        "TLS_AES_128_GCM_SHA256"
+    );
+    let chacha_first = "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256";
+    assert_eq!(
+        negotiated(&s, &pki, &["-tls1_3", "-ciphersuites", chacha_first]),
+        "TLS_CHACHA20_POLY1305_SHA256"
+    );
+    let tls12 = "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256";
+    assert_eq!(
+        negotiated(&s, &pki, &["-tls1_2", "-cipher", tls12]),
+        "ECDHE-ECDSA-AES128-GCM-SHA256"
+    );
+}

@@ -68,12 +68,18 @@ pub async fn serve(shared: Arc<Shared>, c: Accepted, watcher: Watcher) {
     if !c.tls {
         return run_http(&shared, io, activity, watcher, peer, open).await;
     }
-    let Some(config) = shared.current.get().tls.as_ref().and_then(|t| t.config()) else {
+    let Some(configs) = shared.current.get().tls.as_ref().and_then(|t| t.config()) else {
         log::debug!("tls connection from {peer} closed: no certificate yet");
         return;
     };
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    match tokio::time::timeout(shared.header_timeout, acceptor.accept(io)).await {
+    // The configuration depends on the hello: see `tls::suites`.
+    let handshake = async {
+        let start =
+            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io).await?;
+        let config = configs.for_hello(&start.client_hello());
+        start.into_stream(config).await
+    };
+    match tokio::time::timeout(shared.header_timeout, handshake).await {
         Ok(Ok(stream)) => run_http(&shared, stream, activity, watcher, peer, open).await,
         Ok(Err(e)) => log::debug!("tls handshake with {peer}: {e}"),
         Err(_) => log::debug!("tls handshake with {peer}: timed out"),

@@ -3,6 +3,7 @@
 //! client certificates) and keeps it current as the files are renewed.
 
 pub mod reload;
+pub mod suites;
 pub mod x509;
 
 use crate::config::security::{MinTls, Tls};
@@ -88,8 +89,8 @@ fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 }
 
 /// Loads and checks everything; the warnings (expiry) are for the log.
-pub fn load(files: &TlsFiles) -> Result<(Arc<ServerConfig>, Vec<String>), TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+pub fn load(files: &TlsFiles) -> Result<(Arc<suites::Configs>, Vec<String>), TlsError> {
+    let provider = Arc::new(suites::provider());
     let chain = certificates(&files.certificate)?;
     let warnings = expiry_warnings(&files.certificate, &chain[0]);
     let key = private_key(&files.key)?;
@@ -122,7 +123,7 @@ pub fn load(files: &TlsFiles) -> Result<(Arc<ServerConfig>, Vec<String>), TlsErr
     let mut config =
         builder.with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok((Arc::new(config), warnings))
+    Ok((Arc::new(suites::Configs::new(config)), warnings))
 }
 
 fn client_verifier(

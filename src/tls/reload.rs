@@ -3,16 +3,16 @@
 //! open keep theirs and new ones get the renewed certificate. A new
 //! certificate that fails to load never replaces a working one.
 
+use super::suites::Configs;
 use super::{TlsError, TlsFiles, load};
 use crate::watch::Watched;
-use rustls::ServerConfig;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 pub struct TlsState {
     files: TlsFiles,
     /// `None` while waiting for a certificate that does not exist yet.
-    current: RwLock<Option<Arc<ServerConfig>>>,
+    current: RwLock<Option<Arc<Configs>>>,
     watched: Mutex<(Watched, Option<String>)>,
     expiry_checked: Mutex<Instant>,
 }
@@ -45,7 +45,7 @@ impl TlsState {
         })
     }
 
-    pub fn config(&self) -> Option<Arc<ServerConfig>> {
+    pub fn config(&self) -> Option<Arc<Configs>> {
         self.current.read().expect("tls lock").clone()
     }
 

@@ -14,6 +14,9 @@ use tokio::net::TcpStream;
 
 pub type Body = UnsyncBoxBody<Bytes, io::Error>;
 
+pub trait Blocking: std::io::Read + std::io::Write + Send {}
+impl<T: std::io::Read + std::io::Write + Send> Blocking for T {}
+
 pub fn empty() -> Body {
     Empty::new().map_err(|n| match n {}).boxed_unsync()
 }
@@ -75,14 +78,35 @@ impl Target {
         tcp.set_nodelay(true)?;
         match &self.tls {
             None => handshake(tcp).await,
+            Some(_) => handshake(self.tls_stream(tcp).await?).await,
+        }
+    }
+
+    async fn tls_stream(
+        &self,
+        tcp: TcpStream,
+    ) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        let cfg = self.tls.clone().expect("a TLS target");
+        let name = ServerName::try_from(self.host.clone()).map_err(io::Error::other)?;
+        tokio_rustls::TlsConnector::from(cfg)
+            .connect(name, tcp)
+            .await
+    }
+
+    /// A bare blocking connection (TLS if the target is), for reading a
+    /// large body as curl would, with no runtime or HTTP library in the way.
+    pub fn connect_blocking(&self) -> io::Result<Box<dyn Blocking>> {
+        let tcp = std::net::TcpStream::connect(&self.addr)?;
+        tcp.set_nodelay(true)?;
+        Ok(match &self.tls {
+            None => Box::new(tcp),
             Some(cfg) => {
                 let name = ServerName::try_from(self.host.clone()).map_err(io::Error::other)?;
-                let tls = tokio_rustls::TlsConnector::from(cfg.clone())
-                    .connect(name, tcp)
-                    .await?;
-                handshake(tls).await
+                let conn =
+                    rustls::ClientConnection::new(cfg.clone(), name).map_err(io::Error::other)?;
+                Box::new(rustls::StreamOwned::new(conn, tcp))
             }
-        }
+        })
     }
 
     /// A request with the Host and Authorization headers set.

@@ -279,12 +279,60 @@ pub async fn push_file(t: &Target, a: &Args) -> Out {
     ))
 }
 
+/// One GET of a large body on a blocking socket, read 1 MiB at a time into
+/// one reused buffer: the client does as little as a client can (a recv, or
+/// a recv and a decryption), so the figure is the server's. (Through hyper's
+/// client on the runtime, pulls topped out near 2 GB/s where curl reached
+/// 3.5 GB/s against the same server.)
 pub async fn pull(t: &Target, a: &Args) -> Out {
-    let mut c = Client::new(t);
+    let (t, path) = (t.clone(), a.req("path").to_string());
+    tokio::task::spawn_blocking(move || pull_blocking(&t, &path))
+        .await
+        .map_err(|e| e.to_string())?
+}
+
+fn pull_blocking(t: &Target, path: &str) -> Out {
+    use std::io::{Read, Write};
     let start = Instant::now();
-    let req = t.request("GET", a.req("path")).body(empty()).unwrap();
-    let (resp, n) = c.send(req).await.map_err(|e| e.to_string())?;
-    expect(&resp, 200, "GET blob")?;
+    let mut s = t.connect_blocking().map_err(|e| e.to_string())?;
+    let mut head = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n", t.addr);
+    if let Some(auth) = &t.auth {
+        head += &format!("Authorization: {auth}\r\n");
+    }
+    head += "Connection: close\r\n\r\n";
+    s.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut got = 0;
+    let end = loop {
+        let n = s.read(&mut buf[got..]).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("connection closed in the response head".into());
+        }
+        got += n;
+        if let Some(i) = buf[..got].windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if got == buf.len() {
+            return Err("response head too large".into());
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+    if !head.starts_with("http/1.1 200") {
+        return Err(format!("GET blob: {}", head.lines().next().unwrap_or("")));
+    }
+    let len: u64 = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or("GET blob: no Content-Length")?;
+    let mut n = (got - end) as u64;
+    while n < len {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(r) => n += r as u64,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
     let secs = start.elapsed().as_secs_f64();
     Ok(format!(
         "{{\"bytes\":{n},\"secs\":{secs:.3},\"mbps\":{:.1}}}",

@@ -23,8 +23,12 @@ use std::path::Path;
 /// Alignment for offsets, lengths and memory: the page size, which covers
 /// every logical block size in use.
 const ALIGN: usize = 4096;
-/// Largest buffer: writes of this size keep the disk queue busy.
-const MAX_BUF: usize = 4 << 20;
+/// Largest buffer, so the size of each write. 1 MiB already reaches the
+/// disk's full rate (dd, `oflag=direct`); larger writes only left the disk
+/// idle longer at the start of each request while the buffer filled (1 MiB
+/// measured 5-10% faster than 4 MiB on 1 GiB pushes, monolithic and in
+/// 16 MiB PATCHes).
+const MAX_BUF: usize = 1 << 20;
 
 /// A block-aligned byte buffer, without unsafe code: a plain vector with the
 /// aligned window starting `off` bytes in.

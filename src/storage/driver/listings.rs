@@ -1,10 +1,11 @@
-//! Listings of large directories (a namespace of thousands of repositories,
-//! a repository with thousands of tags), kept between requests and
-//! revalidated by one `stat` of the directory on every use.
+//! Directory listings kept between requests and revalidated by one `stat`
+//! of the directory on every use.
 //!
 //! Why: perf of a 5000-repository catalog walk showed ext4's htree readdir
 //! (`ext4_htree_store_dirent`, `ext4fs_dirhash`, `filldir64`) and the name
-//! allocations as most of each page. A `stat` costs a microsecond.
+//! allocations as most of each page, and after caching the big directories,
+//! the open/getdents/close of each small repository directory on the page
+//! (four system calls where a `stat` is one).
 //!
 //! Correctness: the directory's inode number, change time, modification
 //! time and link count must all match the ones seen just before the cached
@@ -22,10 +23,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-/// Directories with fewer entries are listed afresh every time.
-const MIN_ENTRIES: usize = 512;
-/// Most directories kept.
-const MAX_DIRS: usize = 32;
+/// Most names kept, over all directories (a few MiB at most); past it the
+/// cache starts again empty.
+const MAX_NAMES: usize = 100_000;
 const QUIET: Duration = Duration::from_millis(200);
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -55,7 +55,13 @@ struct Entry {
 
 #[derive(Default)]
 pub struct Listings {
-    map: Mutex<HashMap<PathBuf, Entry>>,
+    map: Mutex<Cache>,
+}
+
+#[derive(Default)]
+struct Cache {
+    dirs: HashMap<PathBuf, Entry>,
+    names: usize,
 }
 
 impl Listings {
@@ -67,7 +73,7 @@ impl Listings {
     ) -> io::Result<Vec<String>> {
         let meta = fs::metadata(dir)?;
         let version = Version::of(&meta);
-        if let Some(e) = self.map.lock().expect("listings lock").get(dir)
+        if let Some(e) = self.map.lock().expect("listings lock").dirs.get(dir)
             && e.version == version
         {
             return Ok(e.names.clone());
@@ -78,15 +84,19 @@ impl Listings {
             .ok()
             .and_then(|m| SystemTime::now().duration_since(m).ok())
             .is_some_and(|age| age > QUIET);
-        let mut map = self.map.lock().expect("listings lock");
-        if names.len() >= MIN_ENTRIES && quiet {
-            if map.len() >= MAX_DIRS {
-                map.clear();
+        let mut cache = self.map.lock().expect("listings lock");
+        if let Some(old) = cache.dirs.remove(dir) {
+            cache.names -= old.names.len();
+        }
+        if quiet && names.len() <= MAX_NAMES {
+            if cache.names + names.len() > MAX_NAMES {
+                *cache = Cache::default();
             }
+            cache.names += names.len();
             let names = names.clone();
-            map.insert(dir.to_path_buf(), Entry { version, names });
-        } else {
-            map.remove(dir);
+            cache
+                .dirs
+                .insert(dir.to_path_buf(), Entry { version, names });
         }
         Ok(names)
     }
@@ -99,10 +109,11 @@ mod tests {
     /// Once cached, an entry added or removed by someone else is seen at once.
     #[test]
     fn changes_behind_the_cache_are_seen() {
+        const ENTRIES: usize = 600;
         let dir = std::env::temp_dir().join(format!("pr-listings-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
-        for i in 0..MIN_ENTRIES {
+        for i in 0..ENTRIES {
             fs::create_dir(dir.join(format!("r{i:05}"))).unwrap();
         }
         let old = SystemTime::now() - Duration::from_secs(10);
@@ -113,15 +124,15 @@ mod tests {
                 .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
                 .collect()
         };
-        assert_eq!(cache.list(&dir, read).unwrap().len(), MIN_ENTRIES);
+        assert_eq!(cache.list(&dir, read).unwrap().len(), ENTRIES);
         // Served from the cache now: a reader that fails is not called.
         let fail = |_: &Path| -> io::Result<Vec<String>> { Err(io::Error::other("read")) };
-        assert_eq!(cache.list(&dir, fail).unwrap().len(), MIN_ENTRIES);
+        assert_eq!(cache.list(&dir, fail).unwrap().len(), ENTRIES);
         fs::create_dir(dir.join("new")).unwrap();
-        assert_eq!(cache.list(&dir, read).unwrap().len(), MIN_ENTRIES + 1);
+        assert_eq!(cache.list(&dir, read).unwrap().len(), ENTRIES + 1);
         fs::remove_dir(dir.join("r00000")).unwrap();
         fs::remove_dir(dir.join("new")).unwrap();
-        assert_eq!(cache.list(&dir, read).unwrap().len(), MIN_ENTRIES - 1);
+        assert_eq!(cache.list(&dir, read).unwrap().len(), ENTRIES - 1);
         fs::remove_dir_all(&dir).unwrap();
     }
 }
