@@ -15,18 +15,14 @@ use rustls::{CipherSuite, ServerConfig, SupportedCipherSuite};
 use std::sync::Arc;
 
 /// Our order: AES-128-GCM, then AES-256-GCM, then ChaCha20-Poly1305, TLS 1.3
-/// before TLS 1.2, and only ECDHE (forward-secret) suites for TLS 1.2.
-const ORDER: [SupportedCipherSuite; 6] = [
+/// before TLS 1.2; every suite ring has (all ECDHE, forward-secret, for 1.2).
+const ORDER: [SupportedCipherSuite; 9] = [
     cs::TLS13_AES_128_GCM_SHA256,
     cs::TLS13_AES_256_GCM_SHA384,
     cs::TLS13_CHACHA20_POLY1305_SHA256,
     cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
     cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
     cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-];
-
-/// The rest of ring's TLS 1.2 suites, after [`ORDER`].
-const ORDER_TLS12_REST: [SupportedCipherSuite; 3] = [
     cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
     cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
     cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
@@ -35,7 +31,7 @@ const ORDER_TLS12_REST: [SupportedCipherSuite; 3] = [
 /// ring's provider with the suites in our order.
 pub fn provider() -> CryptoProvider {
     CryptoProvider {
-        cipher_suites: ORDER.iter().chain(&ORDER_TLS12_REST).copied().collect(),
+        cipher_suites: ORDER.to_vec(),
         ..default_provider()
     }
 }
@@ -73,12 +69,7 @@ impl Configs {
 /// Whether the client's first suite we know is ChaCha20 (skipping GREASE and
 /// signalling values).
 fn prefers_chacha(offered: &[CipherSuite]) -> bool {
-    let known = |s: &&CipherSuite| {
-        ORDER
-            .iter()
-            .chain(&ORDER_TLS12_REST)
-            .any(|k| k.suite() == **s)
-    };
+    let known = |s: &&CipherSuite| ORDER.iter().any(|k| k.suite() == **s);
     offered.iter().find(known).is_some_and(|s| {
         matches!(
             s,
