@@ -30,8 +30,38 @@ pub struct Sessions {
 
 /// The sha256 state of the first `size` bytes of an upload.
 struct Progress {
-    hasher: Hasher,
+    hasher: Running,
     size: u64,
+}
+
+/// A hash state, possibly still catching up on its hashing thread. A PATCH is
+/// answered once its bytes are durable, not once they are hashed: waiting for
+/// the last queued batches took about 2 ms of each 16 MiB PATCH. The upload's
+/// next request, or its completion, waits instead (by then it is done).
+enum Running {
+    Done(Hasher),
+    Finishing(tokio::task::JoinHandle<Option<Hasher>>),
+}
+
+impl Running {
+    async fn get(self) -> Result<Hasher> {
+        match self {
+            Running::Done(h) => Ok(h),
+            Running::Finishing(task) => task.await.ok().flatten().ok_or_else(stopped),
+        }
+    }
+
+    /// The same, from a blocking thread.
+    fn wait(self, rt: &tokio::runtime::Handle) -> Option<Hasher> {
+        match self {
+            Running::Done(h) => Some(h),
+            Running::Finishing(task) => rt.block_on(task).ok().flatten(),
+        }
+    }
+}
+
+fn stopped() -> StorageError {
+    StorageError::Body(std::io::Error::other("hashing stopped"))
 }
 
 impl Sessions {
@@ -139,11 +169,13 @@ impl Registry {
             p = self.write_stream(repo, id, p, body).await?;
         }
         let actual = match expected.algorithm() {
-            Algorithm::Sha256 => p.hasher.finish(),
+            Algorithm::Sha256 => p.hasher.get().await?.finish(),
             other => self
                 .hash_file(repo, id, other, p.size)
                 .await?
                 .hasher
+                .get()
+                .await?
                 .finish(),
         };
         if &actual != expected {
@@ -247,7 +279,10 @@ impl Registry {
             }
             hasher.update(&buf[..n]);
         }
-        Ok(Progress { hasher, size })
+        Ok(Progress {
+            hasher: Running::Done(hasher),
+            size,
+        })
     }
 
     /// Streams `body` onto the end of the upload, hashing as it goes, and makes
@@ -261,7 +296,7 @@ impl Registry {
         &self,
         repo: &RepoName,
         id: &str,
-        mut p: Progress,
+        p: Progress,
         mut body: ByteStream,
     ) -> Result<Progress> {
         let mut writer = self
@@ -273,19 +308,26 @@ impl Registry {
             && chunks.iter().map(Bytes::len).sum::<usize>() < CHUNK
         {
             // The whole body is here and small: no thread for hashing.
-            chunks.iter().for_each(|c| p.hasher.update(c));
+            let mut hasher = p.hasher.get().await?;
+            chunks.iter().for_each(|c| hasher.update(c));
             writer.write(batch?).await?;
-            p.size = writer.size();
+            let size = writer.size();
             writer.commit().await?;
-            return Ok(p);
+            return Ok(Progress {
+                hasher: Running::Done(hasher),
+                size,
+            });
         }
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(HASH_QUEUE);
-        let mut hasher = p.hasher;
+        // The previous request's hash may still be finishing: this thread
+        // waits for it while the first batches are received and written.
+        let (previous, rt) = (p.hasher, tokio::runtime::Handle::current());
         let hashing = tokio::task::spawn_blocking(move || {
+            let mut hasher = previous.wait(&rt)?;
             while let Some(batch) = rx.blocking_recv() {
                 batch.iter().for_each(|b| hasher.update(b));
             }
-            hasher
+            Some(hasher)
         });
         let written = loop {
             let chunks = match batch {
@@ -294,7 +336,7 @@ impl Registry {
                 Err(e) => break Err(e),
             };
             if tx.send(chunks.clone()).await.is_err() {
-                break Err(StorageError::Body(std::io::Error::other("hashing stopped")));
+                break Err(stopped());
             }
             let (w, next) = tokio::join!(writer.write(chunks), next_batch(&mut body));
             if let Err(e) = w {
@@ -303,14 +345,13 @@ impl Registry {
             batch = next;
         };
         drop(tx);
-        let hasher = hashing
-            .await
-            .map_err(|e| StorageError::Body(std::io::Error::other(e)))?;
         written?;
-        p.hasher = hasher;
-        p.size = writer.size();
+        let size = writer.size();
         writer.commit().await?;
-        Ok(p)
+        Ok(Progress {
+            hasher: Running::Finishing(hashing),
+            size,
+        })
     }
 }
 
