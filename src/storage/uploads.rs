@@ -32,6 +32,10 @@ pub struct Sessions {
 struct Progress {
     hasher: Running,
     size: u64,
+    /// Whether the upload's own files and directory are known to be durable:
+    /// [`Registry::start_upload`] only stages them, and the first request that
+    /// acknowledges bytes makes them durable.
+    persisted: bool,
 }
 
 /// A hash state, possibly still catching up on its hashing thread. A PATCH is
@@ -98,17 +102,22 @@ fn new_id() -> String {
 }
 
 impl Registry {
-    /// Starts an upload and returns its id.
+    /// Starts an upload and returns its id. Nothing is acknowledged yet, so
+    /// nothing is synced: a crash may lose the new upload, and the client's
+    /// next request then gets `BLOB_UPLOAD_UNKNOWN` and starts again.
     pub async fn start_upload(&self, repo: &RepoName) -> Result<String> {
         let id = new_id();
         let now = crate::timefmt::rfc3339(std::time::SystemTime::now());
+        let scope = paths::upload(repo, &id);
         self.driver
-            .put_content(paths::upload_started(repo, &id), Bytes::from(now))
+            .stage(
+                paths::upload_started(repo, &id),
+                Bytes::from(now),
+                scope.clone(),
+            )
             .await?;
         self.driver
-            .writer(paths::upload_data(repo, &id), false)
-            .await?
-            .commit()
+            .stage(paths::upload_data(repo, &id), Bytes::new(), scope)
             .await?;
         Ok(id)
     }
@@ -144,7 +153,15 @@ impl Registry {
             return Err(StorageError::RangeInvalid { size });
         }
         let p = self.resume_hash(repo, id, progress.take(), size).await?;
-        let p = self.write_stream(repo, id, p, body).await?;
+        let mut p = self.write_stream(repo, id, p, body).await?;
+        if !p.persisted && p.size > 0 {
+            // The data is durable; so must be its name and start time.
+            let started = paths::upload_started(repo, id);
+            self.driver
+                .persist(vec![started], paths::upload(repo, id))
+                .await?;
+            p.persisted = true;
+        }
         let size = p.size;
         *progress = Some(p);
         Ok(size)
@@ -282,6 +299,7 @@ impl Registry {
         Ok(Progress {
             hasher: Running::Done(hasher),
             size,
+            persisted: false,
         })
     }
 
@@ -316,6 +334,7 @@ impl Registry {
             return Ok(Progress {
                 hasher: Running::Done(hasher),
                 size,
+                persisted: p.persisted,
             });
         }
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(HASH_QUEUE);
@@ -351,6 +370,7 @@ impl Registry {
         Ok(Progress {
             hasher: Running::Finishing(hashing),
             size,
+            persisted: p.persisted,
         })
     }
 }

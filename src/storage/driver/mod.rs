@@ -55,6 +55,21 @@ pub trait StorageDriver: Send + Sync + 'static {
     /// Replaces an object atomically and durably: readers see the old bytes or
     /// the new ones, never a prefix, and the new ones survive a crash once this returns.
     fn put_content(&self, path: String, content: Bytes) -> DriverFuture<'_, ()>;
+    /// Writes an object atomically but not yet durably, for scratch state
+    /// that holds nothing acknowledged (a new upload, before its first
+    /// bytes). Nothing inside the directory `scope`, which contains `path`,
+    /// nor `scope`'s own name, need survive a crash until [`Self::persist`];
+    /// directories this creates above `scope` are made durable, so later
+    /// durable writes beside it do not stand on volatile ones.
+    fn stage(&self, path: String, content: Bytes, scope: String) -> DriverFuture<'_, ()> {
+        let _ = scope;
+        self.put_content(path, content)
+    }
+    /// Makes staged objects (`paths`) and their directory `scope` durable.
+    fn persist(&self, paths: Vec<String>, scope: String) -> DriverFuture<'_, ()> {
+        let _ = (paths, scope);
+        Box::pin(std::future::ready(Ok(())))
+    }
     /// Streams an object from `offset`.
     fn reader(&self, path: String, offset: u64) -> DriverFuture<'_, BoxReader>;
     /// Streams `len` bytes of an object from `offset` as large chunks, for
