@@ -10,8 +10,8 @@
 //!
 //! Common: --base http(s)://host:port [--ca FILE] [--user U:P].
 
+mod bulk;
 mod conn;
-mod filebody;
 mod work;
 
 use std::collections::HashMap;

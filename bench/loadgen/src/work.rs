@@ -1,10 +1,9 @@
 //! The benchmark's workloads.
 
 use crate::Args;
-use crate::conn::{Body, Client, Target, empty, full};
-use crate::filebody::FileBody;
+use crate::bulk::Bulk;
+use crate::conn::{Client, Target, empty, full};
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -224,54 +223,58 @@ pub async fn push_blobs(t: &Target, a: &Args) -> Out {
     Ok(format!("{{{}}}", summary(lat, err, secs)))
 }
 
+/// One blob pushed from a file: monolithic (POST, then PUT with the body) or
+/// in `--chunk`-byte PATCHes, as Docker would, on one blocking connection.
 pub async fn push_file(t: &Target, a: &Args) -> Out {
-    let (repo, file, digest) = (a.req("repo"), a.req("file"), a.req("digest"));
-    let len = std::fs::metadata(file).map_err(|e| e.to_string())?.len();
+    let (t, repo, file, digest) = (
+        t.clone(),
+        a.req("repo").to_string(),
+        a.req("file").to_string(),
+        a.req("digest").to_string(),
+    );
     let chunk = a.num("chunk", 0);
-    let mut c = Client::new(t);
+    tokio::task::spawn_blocking(move || push_blocking(&t, &repo, &file, &digest, chunk))
+        .await
+        .map_err(|e| e.to_string())?
+}
+
+fn push_blocking(t: &Target, repo: &str, path: &str, digest: &str, chunk: u64) -> Out {
+    let err = |e: std::io::Error| e.to_string();
+    let mut file = std::fs::File::open(path).map_err(err)?;
+    let len = file.metadata().map_err(err)?.len();
     let start = Instant::now();
-    let mut loc = start_upload(&mut c, repo).await?;
-    if chunk > 0 {
-        let mut off = 0;
-        while off < len {
-            let n = chunk.min(len - off);
-            let body: Body = FileBody::new(file, off, n)
-                .map_err(|e| e.to_string())?
-                .boxed_unsync();
-            let req = t
-                .request(
-                    "PATCH",
-                    location_with(&loc, "").trim_end_matches(['?', '&']),
-                )
-                .header("Content-Type", "application/octet-stream")
-                .header("Content-Range", format!("{off}-{}", off + n - 1))
-                .header("Content-Length", n)
-                .body(body)
-                .unwrap();
-            let (resp, _) = c.send(req).await.map_err(|e| e.to_string())?;
-            expect(&resp, 202, "PATCH")?;
-            loc = header(&resp, "Location").ok_or("PATCH without Location")?;
-            off += n;
-        }
+    let mut c = Bulk::connect(t).map_err(err)?;
+    let r = c
+        .send("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], None)
+        .map_err(err)?;
+    c.expect(&r, 202, "POST upload")?;
+    let mut loc = r.header("Location").ok_or("no Location")?.to_string();
+    let octets = ("Content-Type", "application/octet-stream".to_string());
+    let mut off = 0;
+    while chunk > 0 && off < len {
+        let n = chunk.min(len - off);
+        let range = ("Content-Range", format!("{off}-{}", off + n - 1));
+        let path = location_with(&loc, "");
+        let path = path.trim_end_matches(['?', '&']);
+        let r = c
+            .send(
+                "PATCH",
+                path,
+                &[octets.clone(), range],
+                Some((&mut file, off, n)),
+            )
+            .map_err(err)?;
+        c.expect(&r, 202, "PATCH")?;
+        loc = r
+            .header("Location")
+            .ok_or("PATCH without Location")?
+            .to_string();
+        off += n;
     }
-    let (body, n): (Body, u64) = if chunk > 0 {
-        (empty(), 0)
-    } else {
-        (
-            FileBody::new(file, 0, len)
-                .map_err(|e| e.to_string())?
-                .boxed_unsync(),
-            len,
-        )
-    };
-    let req = t
-        .request("PUT", &location_with(&loc, &format!("digest={digest}")))
-        .header("Content-Type", "application/octet-stream")
-        .header("Content-Length", n)
-        .body(body)
-        .unwrap();
-    let (resp, _) = c.send(req).await.map_err(|e| e.to_string())?;
-    expect(&resp, 201, "PUT")?;
+    let body = (off < len).then_some((&mut file, 0, len));
+    let put = location_with(&loc, &format!("digest={digest}"));
+    let r = c.send("PUT", &put, &[octets], body).map_err(err)?;
+    c.expect(&r, 201, "PUT")?;
     let secs = start.elapsed().as_secs_f64();
     Ok(format!(
         "{{\"secs\":{secs:.3},\"mbps\":{:.1}}}",
@@ -279,11 +282,7 @@ pub async fn push_file(t: &Target, a: &Args) -> Out {
     ))
 }
 
-/// One GET of a large body on a blocking socket, read 1 MiB at a time into
-/// one reused buffer: the client does as little as a client can (a recv, or
-/// a recv and a decryption), so the figure is the server's. (Through hyper's
-/// client on the runtime, pulls topped out near 2 GB/s where curl reached
-/// 3.5 GB/s against the same server.)
+/// One GET of a large body (see [`Bulk`]).
 pub async fn pull(t: &Target, a: &Args) -> Out {
     let (t, path) = (t.clone(), a.req("path").to_string());
     tokio::task::spawn_blocking(move || pull_blocking(&t, &path))
@@ -292,47 +291,18 @@ pub async fn pull(t: &Target, a: &Args) -> Out {
 }
 
 fn pull_blocking(t: &Target, path: &str) -> Out {
-    use std::io::{Read, Write};
+    let err = |e: std::io::Error| e.to_string();
     let start = Instant::now();
-    let mut s = t.connect_blocking().map_err(|e| e.to_string())?;
-    let mut head = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n", t.addr);
-    if let Some(auth) = &t.auth {
-        head += &format!("Authorization: {auth}\r\n");
+    let mut c = Bulk::connect(t).map_err(err)?;
+    let r = c.send("GET", path, &[], None).map_err(err)?;
+    if r.status != 200 {
+        return Err(format!("GET blob: status {}", r.status));
     }
-    head += "Connection: close\r\n\r\n";
-    s.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut got = 0;
-    let end = loop {
-        let n = s.read(&mut buf[got..]).map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err("connection closed in the response head".into());
-        }
-        got += n;
-        if let Some(i) = buf[..got].windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if got == buf.len() {
-            return Err("response head too large".into());
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-    if !head.starts_with("http/1.1 200") {
-        return Err(format!("GET blob: {}", head.lines().next().unwrap_or("")));
-    }
-    let len: u64 = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())
+    let len = r
+        .header("Content-Length")
         .ok_or("GET blob: no Content-Length")?;
-    let mut n = (got - end) as u64;
-    while n < len {
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(r) => n += r as u64,
-            Err(e) => return Err(e.to_string()),
-        }
-    }
+    let len: u64 = len.parse().map_err(|_| "GET blob: bad Content-Length")?;
+    let n = c.drain(len).map_err(err)?;
     let secs = start.elapsed().as_secs_f64();
     Ok(format!(
         "{{\"bytes\":{n},\"secs\":{secs:.3},\"mbps\":{:.1}}}",
