@@ -93,8 +93,8 @@ impl Target {
             .await
     }
 
-    /// A bare blocking connection (TLS if the target is), for reading a
-    /// large body as curl would, with no runtime or HTTP library in the way.
+    /// A bare blocking connection (TLS if the target is), for moving a large
+    /// body as curl would, with no runtime or HTTP library in the way.
     pub fn connect_blocking(&self) -> io::Result<Box<dyn Blocking>> {
         let tcp = std::net::TcpStream::connect(&self.addr)?;
         tcp.set_nodelay(true)?;
