@@ -1,6 +1,6 @@
 //! `GET /v2/_catalog` and `GET /v2/<name>/tags/list`.
 
-use super::pagination::Page;
+use super::pagination::{Page, WithoutN};
 use super::{Api, ApiResult, json};
 use crate::names::RepoName;
 use hyper::StatusCode;
@@ -9,7 +9,7 @@ use serde_json::json;
 
 /// Lists the repositories `visible` admits: a caller sees only what it may pull.
 pub async fn list(api: &Api, req: &Parts, visible: &(dyn Fn(&str) -> bool + Sync)) -> ApiResult {
-    let page = Page::from_request(req, api.settings.max_page)?;
+    let page = Page::from_request(req, api.settings.max_page, WithoutN::FirstPage)?;
     let mut repos = api
         .registry
         .catalog(page.fetch(), page.last.as_deref(), visible)
@@ -22,7 +22,7 @@ pub async fn list(api: &Api, req: &Parts, visible: &(dyn Fn(&str) -> bool + Sync
 }
 
 pub async fn tags(api: &Api, req: &Parts, repo: &RepoName) -> ApiResult {
-    let page = Page::from_request(req, api.settings.max_page)?;
+    let page = Page::from_request(req, api.settings.max_page, WithoutN::Everything)?;
     let all = api.registry.tags(repo).await?;
     let mut tags: Vec<String> = all
         .iter()

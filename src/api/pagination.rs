@@ -10,12 +10,25 @@ pub struct Page {
     pub last: Option<String>,
 }
 
+/// What a request without `n` gets.
+pub enum WithoutN {
+    /// A page of the largest size (`_catalog`, as distribution pages it).
+    FirstPage,
+    /// The whole list (`tags/list`: distribution 2.8 and 3 both answer with
+    /// every tag, and clients that never follow `Link` rely on it).
+    Everything,
+}
+
 impl Page {
-    /// Reads `n` and `last`; `n` defaults to, and is capped at, `max`.
-    pub fn from_request(req: &Parts, max: usize) -> Result<Page, ApiError> {
+    /// Reads `n` and `last`; `n` is capped at `max`.
+    pub fn from_request(req: &Parts, max: usize, without_n: WithoutN) -> Result<Page, ApiError> {
+        let absent = match without_n {
+            WithoutN::FirstPage => max,
+            WithoutN::Everything => usize::MAX,
+        };
         let n = match query_param(req, "n") {
-            None => max,
-            Some(v) if v.is_empty() => max,
+            None => absent,
+            Some(v) if v.is_empty() => absent,
             Some(v) => v
                 .parse::<usize>()
                 .map_err(|_| {
@@ -32,7 +45,11 @@ impl Page {
 
     /// How many items to fetch: one more than a page, to learn whether a next page exists.
     pub fn fetch(&self) -> usize {
-        if self.n == 0 { 0 } else { self.n + 1 }
+        if self.n == 0 {
+            0
+        } else {
+            self.n.saturating_add(1)
+        }
     }
 
     /// Cuts `items` (one more than a page, if there is more) to the page, and
