@@ -249,6 +249,12 @@ fn page_size_is_capped() {
         serde_json::json!(["1", "2", "3", "4", "5"])
     );
     assert!(r.header("Link").is_none());
+    for repo in ["u", "v", "w"] {
+        push_image(&s, repo, "1", repo);
+    }
+    let r = s.req("GET", "/v2/_catalog").send();
+    assert_eq!(r.json()["repositories"], serde_json::json!(["t", "u", "v"]));
+    assert!(r.header("Link").is_some());
 }
 
 #[test]
