@@ -29,10 +29,12 @@ const CHUNK: u64 = 1 << 20;
 /// read measured 60-150 µs here; the disk's fastest, over 500 µs).
 const FAST: Duration = Duration::from_micros(400);
 
-/// How far ahead the kernel is asked to read (`POSIX_FADV_WILLNEED`), renewed
-/// every [`ADVISE_EVERY`] bytes. A blob not in the page cache (written with
-/// `O_DIRECT`, or evicted) read 1 MiB at a time came off this machine's disk
-/// at about 500 MB/s; with the kernel reading 16 MiB ahead, 1.6 GB/s.
+/// How far ahead the kernel is asked to read (`POSIX_FADV_WILLNEED`), at
+/// every [`ADVISE_EVERY`] bytes read on the blocking pool only. Advice ahead
+/// of every read made a cold pull up to 3.5x faster, but the kernel reads
+/// advised ranges into single pages, and later pulls from the cache were
+/// 15-20% slower than from the large folios sequential reads leave
+/// (bench/README.md), so most of a cold blob gets the kernel's own read-ahead.
 const ADVISE_AHEAD: u64 = 16 << 20;
 const ADVISE_EVERY: u64 = 8 << 20;
 
