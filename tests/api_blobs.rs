@@ -386,6 +386,15 @@ fn large_blob_streams_without_growing_memory() {
     );
     let r = s.req("GET", &format!("/v2/big/blobs/{d}")).send();
     assert!(r.body == data);
+    // A range that starts and ends inside the storage layer's chunks and
+    // the pieces each chunk is sent in.
+    let (from, to) = (1_000_003usize, 5_300_001usize);
+    let r = s
+        .req("GET", &format!("/v2/big/blobs/{d}"))
+        .header("Range", &format!("bytes={from}-{to}"))
+        .send();
+    assert_eq!(r.status, 206);
+    assert!(r.body == data[from..=to], "the range's bytes differ");
 }
 
 fn rss_kib(pid: u32) -> u64 {

@@ -21,10 +21,24 @@ pub fn full(b: impl Into<Bytes>) -> Body {
         .boxed_unsync()
 }
 
+/// The most a blob body hands hyper at once, so the most each socket write
+/// carries (hyper writes a frame at a time, its buffer being smaller).
+///
+/// Why: pulls over loopback measured 35% faster plain and 15-20% faster
+/// with TLS in pieces of 48-62 KiB than in the storage layer's 1 MiB chunks,
+/// and 64 KiB or more was slower than 1 MiB (bench/README.md). Each such
+/// write fits one loopback segment (MTU 64 KiB) and is sent at once, so
+/// the receiver copies one out while the next goes in. nginx (2 x 32 KiB)
+/// and Go (32 KiB) write pieces of this order too; slicing copies nothing.
+const SEND_PIECE: usize = 56 << 10;
+
 /// A response body of exactly `len` bytes from a stream of chunks.
 pub struct StreamBody {
     stream: crate::storage::ByteStream,
+    /// Bytes not yet taken from the stream.
     remaining: u64,
+    /// The rest of the last chunk, still to be sent.
+    held: Bytes,
 }
 
 impl StreamBody {
@@ -32,6 +46,7 @@ impl StreamBody {
         StreamBody {
             stream,
             remaining: len,
+            held: Bytes::new(),
         }
         .boxed_unsync()
     }
@@ -45,29 +60,37 @@ impl HttpBody for StreamBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        if self.remaining == 0 {
-            return Poll::Ready(None);
-        }
-        match ready!(self.stream.as_mut().poll_next(cx)) {
-            Some(Ok(b)) => {
-                self.remaining = self.remaining.saturating_sub(b.len() as u64);
-                Poll::Ready(Some(Ok(Frame::data(b))))
+        while self.held.is_empty() {
+            if self.remaining == 0 {
+                return Poll::Ready(None);
             }
-            Some(Err(e)) => Poll::Ready(Some(Err(e))),
-            None => Poll::Ready(Some(Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "blob shorter than its recorded size",
-            )))),
+            match ready!(self.stream.as_mut().poll_next(cx)) {
+                Some(Ok(b)) => {
+                    self.remaining = self.remaining.saturating_sub(b.len() as u64);
+                    self.held = b;
+                }
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => return Poll::Ready(Some(Err(short_blob()))),
+            }
         }
+        let n = self.held.len().min(SEND_PIECE);
+        Poll::Ready(Some(Ok(Frame::data(self.held.split_to(n)))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.remaining == 0
+        self.remaining == 0 && self.held.is_empty()
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
+        SizeHint::with_exact(self.remaining + self.held.len() as u64)
     }
+}
+
+fn short_blob() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "blob shorter than its recorded size",
+    )
 }
 
 /// A request body as a stream of data chunks (trailers are dropped).
