@@ -28,8 +28,8 @@ pub fn full(b: impl Into<Bytes>) -> Body {
 /// Why: pulls over loopback measured about a third faster plain and a fifth
 /// with TLS in pieces of 48-62 KiB than in the storage layer's 1 MiB chunks,
 /// and 64 KiB or more was slower than 1 MiB (bench/README.md). Each such
-/// write fits one loopback segment (MTU 64 KiB) and is sent at once, so
-/// the receiver copies one out while the next goes in. nginx (2 x 32 KiB)
+/// write fits one loopback segment (MTU 64 KiB); our reading is that it goes
+/// out at once and the receiver copies it while the next goes in. nginx (2 x 32 KiB)
 /// and Go (32 KiB) write pieces of this order too; slicing copies nothing.
 const SEND_PIECE: usize = 56 << 10;
 
