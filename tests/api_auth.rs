@@ -105,12 +105,7 @@ fn every_route_challenges_callers_without_valid_credentials() {
     as_user(&mut s, "alice", "s3cret");
     assert_eq!(get_manifest(&s, "team/app", &digest).status, 200);
     // The line reaches the harness through a pipe after the answer does.
-    assert!(
-        wait_for(5, || s
-            .log_text()
-            .contains(" alice GET /v2/team/app/manifests/")),
-        "the access log names the user"
-    );
+    s.expect_log(" alice GET /v2/team/app/manifests/");
 }
 
 /// The health check is the one path open to all, and tells nothing else.
@@ -149,7 +144,7 @@ fn failed_logins_are_throttled_per_client() {
     // Requests without credentials are not logins and are not throttled.
     s.credentials = None;
     assert_challenged(&s.req("GET", "/v2/").send(), "anonymous");
-    assert!(s.log_text().contains("3 failed logins from 127.0.0.1"));
+    s.expect_log("3 failed logins from 127.0.0.1");
 }
 
 #[test]
@@ -170,7 +165,7 @@ fn htpasswd_changes_apply_without_restart() {
     std::fs::remove_file(&htpasswd).unwrap();
     assert!(wait_for(20, || s.log_text().contains("0 users loaded")));
     assert_challenged(&s.req("GET", "/v2/").send(), "after removal");
-    assert!(s.log_text().contains("private-registry htpasswd add USER"));
+    s.expect_log("private-registry htpasswd add USER");
 }
 
 #[test]

@@ -279,10 +279,7 @@ fn docker_engine_logs_in_pushes_and_pulls_over_verified_tls() {
     };
     assert_eq!(search("app"), ["team/app"]);
     assert_eq!(search("base"), ["public/base"]);
-    assert!(
-        s.log_text()
-            .contains("::1 alice GET /v1/search?q=app&n=25 200")
-    );
+    s.expect_log("::1 alice GET /v1/search?q=app&n=25 200");
     dk.docker(&["rmi", &app, &public, "e2e/tls:src"]);
     assert!(
         !dk.try_docker(&["image", "inspect", &id]).status.success(),
@@ -294,11 +291,7 @@ fn docker_engine_logs_in_pushes_and_pulls_over_verified_tls() {
     assert_eq!(after["RootFS"], before["RootFS"], "pulled layers differ");
     // The access log names the user, and the client address shows the
     // requests came in on the TLS listener on ::1.
-    let log = s.log_text();
-    assert!(
-        log.contains("::1 alice PUT /v2/team/app/manifests/1 201"),
-        "no access log line for alice's push: {log}"
-    );
+    s.expect_log("::1 alice PUT /v2/team/app/manifests/1 201");
 
     // A read-only user logs in and pulls, and is denied a push.
     dk.docker(&["logout", &host]);
@@ -313,16 +306,22 @@ fn docker_engine_logs_in_pushes_and_pulls_over_verified_tls() {
     dk.docker(&["tag", &id, &denied]);
     let err = dk.docker_fails(&["push", &denied]);
     assert!(err.contains("denied"), "{err}");
-    let log = s.log_text();
+    let logged = |user_path: &str, status: &str| {
+        wait_for(10, || {
+            s.log_text()
+                .lines()
+                .any(|l| l.contains(user_path) && l.contains(status))
+        })
+    };
     assert!(
-        log.lines()
-            .any(|l| l.contains("::1 reader GET /v2/team/app/blobs/") && l.contains(" 200 ")),
-        "no access log line for reader's pull: {log}"
+        logged("::1 reader GET /v2/team/app/blobs/", " 200 "),
+        "no access log line for reader's pull: {}",
+        s.log_text()
     );
     assert!(
-        log.lines()
-            .any(|l| l.contains("::1 reader ") && l.contains(" 403 ")),
-        "no 403 for reader's push in the access log: {log}"
+        logged("::1 reader ", " 403 "),
+        "no 403 for reader's push in the access log: {}",
+        s.log_text()
     );
     let r = tls_req(&s, &name, &ca, Some(ALICE), "GET", "/v2/team/app/tags/list");
     assert_eq!(r.json()["tags"], serde_json::json!(["1"]), "{}", r.text());
@@ -649,12 +648,7 @@ fn podman_logs_in_pushes_and_pulls_over_tls_verified_with_cert_dir() {
     );
     pm.run(&["pull", "--cert-dir", certs, "--authfile", authfile, &app]);
     assert_eq!(pm.image_id(&app), id, "pulled image id differs");
-    assert!(
-        s.log_text()
-            .contains("127.0.0.1 alice PUT /v2/team/app/manifests/1 201"),
-        "{}",
-        s.log_text()
-    );
+    s.expect_log("127.0.0.1 alice PUT /v2/team/app/manifests/1 201");
 
     // Logged out, podman pulls the anonymous repository and nothing else.
     pm.run(&["logout", "--authfile", authfile, &host]);

@@ -81,7 +81,7 @@ fn slow_headers_and_stalled_uploads_are_cut_off() {
     );
     let r = s.req("GET", &upload).send();
     assert_eq!(r.status, 204, "the upload itself survives: {}", r.text());
-    assert!(s.log_text().contains("idle for"), "the log says why");
+    s.expect_log("idle for");
 }
 
 #[test]

@@ -57,10 +57,7 @@ fn stale_uploads_are_purged_and_fresh_ones_kept() {
         204,
         "a fresh upload stays"
     );
-    assert!(
-        s.log_text()
-            .contains(&format!("purged upload {old_id} in team/app"))
-    );
+    s.expect_log(&format!("purged upload {old_id} in team/app"));
 }
 
 #[test]

@@ -183,6 +183,18 @@ impl Server {
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
+
+    /// Panics unless `needle` shows up in the log within ten seconds. A line
+    /// written before an answer can still reach the harness's pipe reader after
+    /// the client has read that answer, so a bare `contains` right after a
+    /// request races.
+    pub fn expect_log(&self, needle: &str) {
+        assert!(
+            wait_for(10, || self.log_text().contains(needle)),
+            "{needle:?} not logged; log:\n{}",
+            self.log_text()
+        );
+    }
 }
 
 enum Startup {
