@@ -153,7 +153,9 @@ fn one_log_line_per_request() {
 
 #[test]
 fn sigterm_drains_in_flight_requests() {
-    let mut s = Server::start();
+    let debug = "  debug:\n    addr: 127.0.0.1:0\n    prometheus:\n      enabled: true\n";
+    let mut s = Server::start_with(debug);
+    let metrics = s.debug_addr();
     let loc = s.req("POST", "/v2/a/blobs/uploads/").send().location_path();
     // Start a PATCH whose body is still arriving when SIGTERM lands.
     let addr = s.addr;
@@ -175,7 +177,14 @@ fn sigterm_drains_in_flight_requests() {
         out
     });
     rx.recv().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    // SIGTERM only once the server is inside the PATCH, however busy the box.
+    let uploading = || {
+        req_to(metrics, "GET", "/metrics")
+            .send()
+            .text()
+            .contains("\nregistry_uploads_in_progress 1\n")
+    };
+    assert!(wait_for(10, uploading), "the PATCH never started");
     let status = s.signal_and_wait("TERM");
     let response = client.join().unwrap();
     assert!(status.success(), "exit status {status:?}");

@@ -52,23 +52,6 @@ fn as_user(s: &Server, (user, password): (&str, &str), method: &str, path: &str)
         .send()
 }
 
-/// The debug listener's address, as the server announced it.
-fn debug_addr(s: &Server) -> SocketAddr {
-    let mut addr = None;
-    assert!(
-        wait_for(10, || {
-            addr = s.log_text().lines().find_map(|l| {
-                let rest = l.split("debug listener on ").nth(1)?;
-                rest.split_whitespace().next()?.parse().ok()
-            });
-            addr.is_some()
-        }),
-        "no debug listener announced: {}",
-        s.log_text()
-    );
-    addr.unwrap()
-}
-
 // ---------------------------------------------------------------------------
 // docker search
 // ---------------------------------------------------------------------------
@@ -485,7 +468,7 @@ fn check_histograms(m: &HashMap<String, f64>) {
 fn metrics_move_with_the_requests_made() {
     let dir = TempDir::new("metrics");
     let s = start_with_users(&dir, "");
-    let debug = debug_addr(&s);
+    let debug = s.debug_addr();
     let before = scrape(debug);
     let base_ok = "registry_http_requests_total{method=\"GET\",route=\"base\",status=\"200\"}";
     let base_401 = "registry_http_requests_total{method=\"GET\",route=\"base\",status=\"401\"}";
@@ -577,7 +560,7 @@ fn metrics_move_with_the_requests_made() {
 fn health_answers_without_credentials_and_reports_unusable_storage() {
     let dir = TempDir::new("health");
     let mut s = start_with_users(&dir, "");
-    let debug = debug_addr(&s);
+    let debug = s.debug_addr();
     s.credentials = None;
     let r = s.req("GET", "/healthz").send();
     assert_eq!((r.status, r.text().as_str()), (200, "ok\n"));

@@ -184,6 +184,23 @@ impl Server {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// The debug listener's address, as the server announced it.
+    pub fn debug_addr(&self) -> SocketAddr {
+        let mut addr = None;
+        assert!(
+            wait_for(10, || {
+                addr = self.log_text().lines().find_map(|l| {
+                    let rest = l.split("debug listener on ").nth(1)?;
+                    rest.split_whitespace().next()?.parse().ok()
+                });
+                addr.is_some()
+            }),
+            "no debug listener announced: {}",
+            self.log_text()
+        );
+        addr.unwrap()
+    }
+
     /// Panics unless `needle` shows up in the log within ten seconds. A line
     /// written before an answer can still reach the harness's pipe reader after
     /// the client has read that answer, so a bare `contains` right after a
