@@ -142,13 +142,7 @@ fn environment_override_changes_listen_address() {
 fn one_log_line_per_request() {
     let s = Server::start();
     s.req("GET", "/v2/some/repo/tags/list").send();
-    assert!(
-        wait_for(5, || s
-            .log_text()
-            .contains("GET /v2/some/repo/tags/list 404")),
-        "{}",
-        s.log_text()
-    );
+    s.expect_log("GET /v2/some/repo/tags/list 404");
 }
 
 #[test]

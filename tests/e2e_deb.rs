@@ -949,7 +949,7 @@ fn install_serve_push_pull_reload_stop_remove_purge_reinstall() {
     c.ok("test -s /var/log/private-registry/access.log.1");
     c.ok(&local_curl(&format!("-o /dev/null {LOCAL}/v2/_catalog")));
     assert!(
-        wait_for(5, || c
+        wait_for(20, || c
             .sh("test -s /var/log/private-registry/access.log")
             .status
             .success()),

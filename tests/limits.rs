@@ -110,5 +110,5 @@ fn connections_are_bounded() {
         String::from_utf8_lossy(&answer)
     );
     drop(hold2);
-    assert!(s.log_text().contains("connection limit reached"));
+    s.expect_log("connection limit reached");
 }
