@@ -104,7 +104,6 @@ fn every_route_challenges_callers_without_valid_credentials() {
     }
     as_user(&mut s, "alice", "s3cret");
     assert_eq!(get_manifest(&s, "team/app", &digest).status, 200);
-    // The line reaches the harness through a pipe after the answer does.
     s.expect_log(" alice GET /v2/team/app/manifests/");
 }
 
