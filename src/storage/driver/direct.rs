@@ -19,6 +19,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::Mutex;
 
 /// Alignment for offsets, lengths and memory: the page size, which covers
 /// every logical block size in use.
@@ -39,10 +40,23 @@ struct AlignedBuf {
     len: usize,
 }
 
+/// Full-size buffers of finished appenders, reused by the next ones. Why:
+/// each PATCH opens an appender, and growing a fresh zeroed buffer from
+/// 4 KiB to 1 MiB wrote about 3 MiB of memory per PATCH besides the data.
+/// Reused, 16 MiB PATCHes were 2-4% faster plain and 7% with TLS
+/// (alternating runs of 12-16). Two are kept, 2 MiB at most.
+static SPARE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+const SPARE_MAX: usize = 2;
+
 impl AlignedBuf {
     fn new(cap: usize) -> AlignedBuf {
         let cap = cap.div_ceil(ALIGN) * ALIGN;
-        let mem = vec![0u8; cap + ALIGN];
+        let spare = if cap == MAX_BUF {
+            SPARE.lock().ok().and_then(|mut s| s.pop())
+        } else {
+            None
+        };
+        let mem = spare.unwrap_or_else(|| vec![0u8; cap + ALIGN]);
         let off = mem.as_ptr().align_offset(ALIGN);
         AlignedBuf {
             mem,
@@ -80,6 +94,17 @@ impl AlignedBuf {
         let (a, b) = (self.off + n, self.off + self.len);
         self.mem.copy_within(a..b, self.off);
         self.len -= n;
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        if self.cap == MAX_BUF
+            && let Ok(mut spare) = SPARE.lock()
+            && spare.len() < SPARE_MAX
+        {
+            spare.push(std::mem::take(&mut self.mem));
+        }
     }
 }
 
@@ -211,7 +236,18 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("data");
         let mut expected = vec![];
-        let sizes = [1usize, 4095, 4097, 10, 5 << 20, 3, 8192, 123_457];
+        // The second large append reuses the first one's buffer, stale bytes and all.
+        let sizes = [
+            1usize,
+            4095,
+            4097,
+            10,
+            5 << 20,
+            3,
+            (3 << 20) + 17,
+            8192,
+            123_457,
+        ];
         for (i, s) in sizes.iter().enumerate() {
             let mut w = DirectAppender::open(&path, i > 0).unwrap();
             assert_eq!(w.size(), expected.len() as u64);
