@@ -236,7 +236,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("data");
         let mut expected = vec![];
-        // The second large append reuses the first one's buffer, stale bytes and all.
+        // The second large append normally reuses the first one's buffer, stale
+        // bytes and all (unless a test running alongside took it first).
         let sizes = [
             1usize,
             4095,
