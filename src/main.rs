@@ -196,7 +196,10 @@ fn serve(config: PathBuf, dev: bool) -> ExitCode {
         Ok(l.config)
     });
     alloc::tune();
+    // Connections run on threads of their own (`server::threads`); this
+    // runtime only accepts, handles signals and runs maintenance.
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build();
     let result = match rt {

@@ -62,8 +62,12 @@ impl Shared {
 pub async fn serve(shared: Arc<Shared>, c: Accepted, watcher: Watcher) {
     let _slot = c.slot;
     let peer = c.peer;
+    let stream = match tokio::net::TcpStream::from_std(c.stream) {
+        Ok(s) => s,
+        Err(e) => return log::warn!("connection from {peer}: {e}"),
+    };
     let activity = Activity::new();
-    let io = Tracked::new(c.stream, activity.clone());
+    let io = Tracked::new(stream, activity.clone());
     let open = c.open;
     if !c.tls {
         return run_http(&shared, io, activity, watcher, peer, open).await;

@@ -5,7 +5,7 @@
 use crate::config::listeners::Listener;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 #[derive(Debug, thiserror::Error)]
@@ -22,9 +22,11 @@ impl BindError {
     }
 }
 
-/// A connection that has been accepted and counts against the limit.
+/// A connection that has been accepted and counts against the limit. Its
+/// socket belongs to no runtime yet: the connection thread that serves it
+/// registers it.
 pub struct Accepted {
-    pub stream: TcpStream,
+    pub stream: std::net::TcpStream,
     pub peer: SocketAddr,
     pub tls: bool,
     /// Served without authentication (`auth: false` on a loopback listener).
@@ -88,6 +90,13 @@ pub async fn accept_loop(
             _ = out.closed() => return,
         };
         let _ = stream.set_nodelay(true);
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("accept: {e}");
+                continue;
+            }
+        };
         let accepted = Accepted {
             stream,
             peer,

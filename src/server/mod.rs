@@ -11,6 +11,7 @@ mod idle;
 mod listen;
 mod maintenance;
 mod runtime;
+mod threads;
 mod watchdog;
 
 use crate::config::Config;
@@ -45,6 +46,8 @@ pub enum ServeError {
     Users(#[from] crate::auth::users::UsersError),
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
+    #[error("cannot start connection threads: {0}")]
+    Threads(std::io::Error),
 }
 
 /// How to read the configuration again on SIGHUP.
@@ -100,6 +103,7 @@ pub async fn run(
         background.push(debug::spawn(socket, l, &services));
     }
     let probe = watchdog::probe_target(&bound);
+    let threads = threads::Threads::start().map_err(ServeError::Threads)?;
     for b in bound {
         let task = listen::accept_loop(b.socket, b.listener, slots.clone(), tx.clone());
         tokio::spawn(task);
@@ -127,7 +131,7 @@ pub async fn run(
     );
     let drain = state.config.drain_timeout();
     background.extend(purging);
-    let result = serve(rx, state, watchdog).await;
+    let result = serve(rx, state, watchdog, &threads).await;
     for task in background {
         task.abort();
     }
@@ -252,6 +256,7 @@ async fn serve(
     mut incoming: mpsc::Receiver<listen::Accepted>,
     mut state: State,
     watchdog: Option<tokio::task::JoinHandle<()>>,
+    threads: &threads::Threads,
 ) -> Result<(), ServeError> {
     let sig = |k| signal(k).map_err(ServeError::Signal);
     let (mut term, mut int, mut hup, mut usr1) = (
@@ -267,8 +272,8 @@ async fn serve(
         tokio::select! {
             c = incoming.recv() => match c {
                 Some(c) => {
-                    let shared = state.shared.clone();
-                    tokio::spawn(connection::serve(shared, c, graceful.watcher()));
+                    let (shared, watcher) = (state.shared.clone(), graceful.watcher());
+                    threads.spawn(move || connection::serve(shared, c, watcher));
                 }
                 None => break,
             },
