@@ -9,12 +9,16 @@
 //! metadata and the device cache. The cost: a blob just pushed is not in the
 //! page cache, so its first read comes from the disk.
 //!
+//! Bytes are copied into the buffer by [`Filler`], which switches to
+//! streaming stores while the host makes ordinary ones slow.
+//!
 //! Direct I/O needs block-aligned offsets, lengths and memory. Whole blocks are
 //! written directly; the last partial block stays in the buffer until
 //! [`DirectAppender::finish`] writes it through the page cache, and an append
 //! to a file that ends mid-block starts by reading that block back. Where the
 //! filesystem refuses `O_DIRECT` (tmpfs), everything is written buffered.
 
+use super::uncached::Filler;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -38,6 +42,7 @@ struct AlignedBuf {
     off: usize,
     cap: usize,
     len: usize,
+    filler: Filler,
 }
 
 /// Full-size buffers of finished appenders, reused by the next ones. Why:
@@ -63,6 +68,7 @@ impl AlignedBuf {
             off,
             cap,
             len: 0,
+            filler: Filler::default(),
         }
     }
 
@@ -84,7 +90,7 @@ impl AlignedBuf {
     fn push(&mut self, b: &[u8]) -> usize {
         let n = b.len().min(self.cap - self.len);
         let start = self.off + self.len;
-        self.mem[start..start + n].copy_from_slice(&b[..n]);
+        self.filler.copy(&mut self.mem[start..start + n], &b[..n]);
         self.len += n;
         n
     }
@@ -176,6 +182,7 @@ impl DirectAppender {
         if n == 0 {
             return Ok(());
         }
+        self.buf.filler.filled();
         match self.file.write_all_at(&self.buf.data()[..n], self.flushed) {
             // Some filesystems accept O_DIRECT at open but not the write.
             Err(e) if self.direct && e.raw_os_error() == Some(nix::libc::EINVAL) => {
@@ -250,6 +257,10 @@ mod tests {
             123_457,
         ];
         for (i, s) in sizes.iter().enumerate() {
+            // Half of them filled with streaming stores (see `uncached`).
+            if i % 2 == 1 {
+                super::super::uncached::stream_next(u32::MAX);
+            }
             let mut w = DirectAppender::open(&path, i > 0).unwrap();
             assert_eq!(w.size(), expected.len() as u64);
             let p = pattern(*s, i as u8);
@@ -259,6 +270,7 @@ mod tests {
             expected.extend_from_slice(&p);
             assert_eq!(w.size(), expected.len() as u64);
             w.finish().unwrap();
+            super::super::uncached::stream_next(0);
             assert_eq!(std::fs::read(&path).unwrap(), expected, "after {s} bytes");
         }
         let w = DirectAppender::open(&path, false).unwrap();

@@ -8,6 +8,7 @@ mod direct;
 pub mod filesystem;
 mod listings;
 mod prefetch;
+mod uncached;
 
 use bytes::Bytes;
 use std::future::Future;
