@@ -65,7 +65,12 @@ impl Phase {
                 self.slow_seen.store(0, Ordering::Relaxed);
             } else if self.slow_seen.fetch_add(1, Ordering::Relaxed) + 1 >= SLOW_IN_A_ROW {
                 self.slow_seen.store(0, Ordering::Relaxed);
-                self.streaming.store(STREAM_FOR, Ordering::Relaxed);
+                if self.streaming.swap(STREAM_FOR, Ordering::Relaxed) == 0 {
+                    log::debug!(
+                        "copies into upload buffers are slow ({:.1} GB/s): streaming for {STREAM_FOR} buffers",
+                        bytes as f64 / nanos.max(1) as f64
+                    );
+                }
             }
         }
     }
