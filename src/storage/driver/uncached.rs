@@ -8,13 +8,13 @@
 //! copy, then direct write, of one buffer; without the write it stayed at
 //! 48). Pushes in such a phase spent a fifth of the server's time in that
 //! copy (perf). Streaming stores ran at 22-25 GB/s in and out of those
-//! phases, but the direct write that follows them is slower (1.4-2.1 against
-//! 2.0-2.7 GB/s in the same C loop; our reading: the disk then takes the
-//! bytes from memory rather than from a cache), which lengthened the wait at
-//! the end of each 16 MiB PATCH from 1.0 to 1.8 ms (medians of 390, timers
-//! in the server). So streaming is only used once
-//! ordinary copies are seen to be slow, and ordinary ones are tried again
-//! after a while.
+//! phases, but the direct write that follows them is slower (1.4-2.1
+//! against 2.0-2.7 GB/s in the same C loop; our reading: the disk then
+//! takes the bytes from memory rather than from a cache), which lengthened
+//! the wait at the end of each 16 MiB PATCH from 1.0 to 1.8 ms (medians of
+//! 390, timers in the server). So streaming is only used once ordinary
+//! copies are seen to be slow, and ordinary ones are tried again after a
+//! while.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
