@@ -21,8 +21,8 @@ const PAGE: usize = 4096;
 /// the source modulo 4096. A 1 MiB `vec!` is a fresh mapping whose data
 /// starts 16 bytes into a page, so every read of the (page-aligned) file
 /// into it hit that case: 7.4 against 15 GB/s from the page cache, and 1 GiB
-/// pushes were 4-11% faster once aligned (bench/README.md). curl's heap
-/// buffer lands in that window about once in 80 runs; ours did every time.
+/// pushes were 4-11% faster once aligned (bench/README.md). curl's upload
+/// buffer comes from the heap, where 3 of a page's 256 16-byte offsets do.
 struct PageBuf {
     mem: Vec<u8>,
     at: usize,
