@@ -34,19 +34,24 @@ impl PageBuf {
         let at = mem.as_ptr().align_offset(PAGE);
         PageBuf { mem, at }
     }
+
+    /// Where the aligned window lies in `mem`.
+    fn window(&self) -> std::ops::Range<usize> {
+        self.at..self.at + self.mem.len() - PAGE
+    }
 }
 
 impl Deref for PageBuf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.mem[self.at..self.mem.len() - PAGE + self.at]
+        &self.mem[self.window()]
     }
 }
 
 impl DerefMut for PageBuf {
     fn deref_mut(&mut self) -> &mut [u8] {
-        let end = self.mem.len() - PAGE + self.at;
-        &mut self.mem[self.at..end]
+        let w = self.window();
+        &mut self.mem[w]
     }
 }
 
