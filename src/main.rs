@@ -6,6 +6,7 @@ mod api;
 mod auth;
 mod cli;
 mod config;
+mod crashpoint;
 mod digest;
 mod gc;
 mod logging;

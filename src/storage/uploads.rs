@@ -7,6 +7,7 @@
 //! file, so an upload survives a restart without a hash-state format of our own.
 
 use super::{ByteStream, Registry, Result, StorageError, paths};
+use crate::crashpoint;
 use crate::digest::{Algorithm, Digest, Hasher};
 use crate::names::RepoName;
 use bytes::Bytes;
@@ -202,17 +203,23 @@ impl Registry {
                 actual: actual.to_string(),
             });
         }
+        crashpoint::here("finish-upload:verified");
         // Either the existing blob is refreshed, or the data moves into place
         // freshly touched (a rename keeps the mtime of the upload's last write,
         // which may be older than a collection's grace period).
-        if !self.refresh_blob(expected).await? {
+        if self.refresh_blob(expected).await? {
+            crashpoint::here("finish-upload:refreshed");
+        } else {
             self.driver.touch(paths::upload_data(repo, id)).await?;
             self.driver
                 .move_to(paths::upload_data(repo, id), paths::blob_data(expected))
                 .await?;
+            crashpoint::here("finish-upload:moved");
         }
         self.link_layer(repo, expected).await?;
+        crashpoint::here("finish-upload:linked");
         self.cancel_upload_locked(repo, id, &key).await?;
+        crashpoint::here("finish-upload:discarded");
         Ok(p.size)
     }
 
