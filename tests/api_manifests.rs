@@ -117,6 +117,17 @@ fn invalid_manifests_and_references() {
     assert_eq!(r.status, 400);
     let r = put_manifest(&s, "a", ".hidden", DOCKER_MANIFEST, &m);
     assert_eq!((r.status, r.code().as_str()), (400, "TAG_INVALID"));
+    // Reading an invalid reference finds nothing; only storing one is a
+    // bad request (the OCI conformance suite's ".INVALID_MANIFEST_NAME").
+    for method in ["GET", "HEAD", "DELETE"] {
+        let r = s
+            .req(method, "/v2/a/manifests/.INVALID_MANIFEST_NAME")
+            .send();
+        assert_eq!(r.status, 404, "{method}");
+        if method != "HEAD" {
+            assert_eq!(r.code(), "MANIFEST_UNKNOWN", "{method}");
+        }
+    }
     let r = s.req("GET", "/v2/a/manifests/nosuchtag").send();
     assert_eq!((r.status, r.code().as_str()), (404, "MANIFEST_UNKNOWN"));
     let r = s.req("GET", "/v2/never/pushed/manifests/latest").send();

@@ -19,14 +19,7 @@ pub async fn handle(
     repo: &RepoName,
     reference: &str,
 ) -> ApiResult {
-    let r = Reference::parse(reference).ok_or_else(|| {
-        let code = if reference.contains(':') {
-            Code::DigestInvalid
-        } else {
-            Code::TagInvalid
-        };
-        ApiError::new(code, format!("invalid reference {reference:?}"))
-    })?;
+    let r = Reference::parse(reference).ok_or_else(|| invalid_reference(req, reference))?;
     match req.method {
         Method::GET | Method::HEAD => get(api, req, repo, &r).await,
         Method::PUT => put(api, req, body, repo, &r).await,
@@ -36,6 +29,18 @@ pub async fn handle(
         }
         _ => Err(method_not_allowed()),
     }
+}
+
+/// Nothing can be stored under a reference that is neither a tag nor a
+/// digest, so reading or deleting one finds nothing (404, as the OCI spec and
+/// distribution answer); only storing one is the client's mistake (400).
+fn invalid_reference(req: &Parts, reference: &str) -> ApiError {
+    let code = match req.method {
+        Method::PUT if reference.contains(':') => Code::DigestInvalid,
+        Method::PUT => Code::TagInvalid,
+        _ => Code::ManifestUnknown,
+    };
+    ApiError::new(code, format!("invalid reference {reference:?}"))
 }
 
 /// Deletes a tag alone, or a manifest with every tag naming it: the API's
