@@ -127,9 +127,9 @@ fn health_check_is_the_only_open_path() {
 }
 
 #[test]
-fn failed_logins_are_throttled_per_client() {
-    let ours = "    maxfailures: 3\n    failurewindow: 1h\n";
-    let (mut s, _, _dir) = start(&[("alice", "s3cret")], ours);
+fn failed_logins_are_throttled_per_user_and_address() {
+    let ours = "    maxfailures: 3\n    maxaddressfailures: 7\n    failurewindow: 1h\n";
+    let (mut s, _, _dir) = start(&[("alice", "s3cret"), ("bob", "b0b")], ours);
     as_user(&mut s, "alice", "guess");
     for _ in 0..3 {
         assert_challenged(&s.req("GET", "/v2/").send(), "wrong password");
@@ -143,7 +143,23 @@ fn failed_logins_are_throttled_per_client() {
     // Requests without credentials are not logins and are not throttled.
     s.credentials = None;
     assert_challenged(&s.req("GET", "/v2/").send(), "anonymous");
-    s.expect_log("3 failed logins from 127.0.0.1");
+    s.expect_log("3 failed logins for user \"alice\" from 127.0.0.1");
+    // Behind the same address (a NAT, a CI farm), another user still logs
+    // in, and the refused client adds nothing to the address's count.
+    as_user(&mut s, "bob", "b0b");
+    assert_eq!(s.req("GET", "/v2/").send().status, 200, "bob locked out");
+    as_user(&mut s, "alice", "guess");
+    for _ in 0..5 {
+        assert_eq!(s.req("GET", "/v2/").send().status, 429);
+    }
+    // One password tried on many users: the address as a whole stops.
+    for user in ["carol", "dave", "erin", "frank"] {
+        as_user(&mut s, user, "guess");
+        assert_challenged(&s.req("GET", "/v2/").send(), user);
+    }
+    s.expect_log("7 failed logins from 127.0.0.1; answering 429 to every login");
+    as_user(&mut s, "bob", "b0b");
+    assert_eq!(s.req("GET", "/v2/").send().status, 429, "address limit");
 }
 
 #[test]

@@ -15,7 +15,7 @@ use cache::CredentialCache;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use throttle::Throttle;
+use throttle::{Reached, Throttle};
 use users::{Users, UsersError};
 
 /// Who a request comes from.
@@ -69,7 +69,7 @@ impl Authenticator {
             policy: Policy::from_config(c.privateregistry.access.as_ref()),
             users: Users::load(&h.path)?,
             cache: CredentialCache::new(t.cachettl.0, t.cachesize),
-            throttle: Throttle::new(t.maxfailures, t.failurewindow.0),
+            throttle: Throttle::new(t.maxfailures, t.maxaddressfailures, t.failurewindow.0),
             bcrypt_slots: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
@@ -94,10 +94,13 @@ impl Authenticator {
         {
             return Ok(Caller::Anonymous);
         }
-        self.throttle.check(ip).map_err(AuthError::Throttled)?;
         let Some((user, password)) = credentials else {
-            return Err(self.failed(ip, "(unreadable Authorization header)"));
+            self.throttle.check(ip, "").map_err(AuthError::Throttled)?;
+            return Err(self.failed(ip, "", "(unreadable Authorization header)"));
         };
+        self.throttle
+            .check(ip, &user)
+            .map_err(AuthError::Throttled)?;
         let table = self.users.table();
         let cached = self.cache.contains(&user, &password, table.generation);
         crate::metrics::credential_cache(cached);
@@ -115,18 +118,22 @@ impl Authenticator {
             self.cache.insert(&user, &password, table.generation);
             Ok(Caller::User(user))
         } else {
-            Err(self.failed(ip, &user))
+            Err(self.failed(ip, &user, &format!("{user:?}")))
         }
     }
 
-    fn failed(&self, ip: IpAddr, user: &str) -> AuthError {
-        let n = self.throttle.fail(ip);
-        log::warn!("auth: failed login for user {user:?} from {ip}");
-        if n == self.throttle.max() {
-            log::warn!(
-                "auth: {n} failed logins from {ip}; answering 429 until its {}s window ends",
-                self.throttle.window().as_secs()
-            );
+    /// `shown` is how the log names the user.
+    fn failed(&self, ip: IpAddr, user: &str, shown: &str) -> AuthError {
+        log::warn!("auth: failed login for user {shown} from {ip}");
+        let secs = self.throttle.window().as_secs();
+        match self.throttle.fail(ip, user) {
+            Reached::User(n) => log::warn!(
+                "auth: {n} failed logins for user {shown} from {ip}; answering 429 for that user from there until its {secs}s window ends"
+            ),
+            Reached::Address(n) => log::warn!(
+                "auth: {n} failed logins from {ip}; answering 429 to every login from there until its {secs}s window ends"
+            ),
+            Reached::None => {}
         }
         AuthError::Invalid
     }

@@ -216,8 +216,13 @@ pub struct AuthTuning {
     pub cachettl: GoDuration,
     /// How many verified pairs are remembered.
     pub cachesize: usize,
-    /// Failed logins from one address allowed per `failurewindow`; then 429.
+    /// Failed logins for one user from one address allowed per
+    /// `failurewindow`; then that user gets 429 from that address.
     pub maxfailures: u32,
+    /// Failed logins from one address, all users together, per
+    /// `failurewindow`; then every login from it gets 429. Never below
+    /// `maxfailures`, so raising that alone still works as it did.
+    pub maxaddressfailures: u32,
     pub failurewindow: GoDuration,
     /// bcrypt cost for `private-registry htpasswd add`.
     pub bcryptcost: u32,
@@ -229,6 +234,7 @@ impl Default for AuthTuning {
             cachettl: GoDuration(Duration::from_secs(300)),
             cachesize: 4096,
             maxfailures: 10,
+            maxaddressfailures: 100,
             failurewindow: GoDuration(Duration::from_secs(60)),
             bcryptcost: 12,
         }
