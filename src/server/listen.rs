@@ -2,11 +2,12 @@
 //! connections, each holding one of the bounded connection slots, to the
 //! serving loop.
 
+use super::slots::{Slot, Slots};
 use crate::config::listeners::Listener;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{key}: cannot listen on {addr}: {source}")]
@@ -31,7 +32,7 @@ pub struct Accepted {
     pub tls: bool,
     /// Served without authentication (`auth: false` on a loopback listener).
     pub open: bool,
-    pub slot: OwnedSemaphorePermit,
+    pub slot: Slot,
 }
 
 /// Binds `l.addr`; `[::]` falls back to `0.0.0.0` on hosts without IPv6.
@@ -51,32 +52,17 @@ pub async fn bind(l: &Listener) -> Result<TcpListener, BindError> {
     }
 }
 
-/// Accepts on `listener` until `out` closes. A slot is taken before each
-/// accept, so over the limit connections wait in the kernel's backlog
-/// rather than being accepted and starved.
+/// Accepts on `listener` until `out` closes. Each accepted connection then
+/// takes a slot (see [`Slots::acquire`]); while it waits for one, further
+/// connections wait in the kernel's backlog.
 pub async fn accept_loop(
     listener: TcpListener,
     config: Listener,
-    slots: Arc<Semaphore>,
+    slots: Arc<Slots>,
     out: mpsc::Sender<Accepted>,
 ) {
     let mut warned = false;
     loop {
-        let slot = match slots.clone().try_acquire_owned() {
-            Ok(s) => s,
-            Err(_) => {
-                if !warned {
-                    log::warn!(
-                        "connection limit reached (privateregistry.limits.maxconnections); new connections wait"
-                    );
-                    warned = true;
-                }
-                match slots.clone().acquire_owned().await {
-                    Ok(s) => s,
-                    Err(_) => return,
-                }
-            }
-        };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
@@ -86,6 +72,20 @@ pub async fn accept_loop(
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 }
+            },
+            _ = out.closed() => return,
+        };
+        let full = || {
+            if !std::mem::replace(&mut warned, true) {
+                log::warn!(
+                    "connection limit reached (privateregistry.limits.maxconnections) with every connection busy; new connections wait"
+                );
+            }
+        };
+        let slot = tokio::select! {
+            s = slots.acquire(full) => match s {
+                Some(s) => s,
+                None => return,
             },
             _ = out.closed() => return,
         };

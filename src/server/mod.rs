@@ -10,7 +10,9 @@ mod debug;
 mod idle;
 mod listen;
 mod maintenance;
+mod plain;
 mod runtime;
+mod slots;
 mod threads;
 mod watchdog;
 
@@ -20,12 +22,12 @@ use crate::storage::Registry;
 use crate::storage::driver::filesystem::FilesystemDriver;
 use crate::systemd::{self, activation};
 use connection::Shared;
-use hyper_util::server::graceful::GracefulShutdown;
 use runtime::{Current, Runtime, Services};
+use slots::Slots;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -86,8 +88,7 @@ pub async fn run(
     };
     let bound = bind_all(&configured, passed).await?;
     let current = Arc::new(Current::new(runtime));
-    let max_connections = config.privateregistry.limits.maxconnections;
-    let slots = Arc::new(Semaphore::new(max_connections));
+    let slots = Slots::new(config.privateregistry.limits.maxconnections);
     let (tx, rx) = mpsc::channel(64);
     for b in &bound {
         let addr = b.socket.local_addr().unwrap_or(b.listener.addr);
@@ -116,7 +117,6 @@ pub async fn run(
         config,
         reload,
         slots,
-        max_connections,
     };
     log::info!("ready: {}", state.status());
     systemd::ready(&state.status());
@@ -185,8 +185,7 @@ struct State {
     services: Services,
     config: Config,
     reload: Reload,
-    slots: Arc<Semaphore>,
-    max_connections: usize,
+    slots: Arc<Slots>,
 }
 
 impl State {
@@ -197,7 +196,7 @@ impl State {
             Some(t) if !t.ready() => ", TLS waiting for a certificate",
             _ => "",
         };
-        let open = self.max_connections - self.slots.available_permits();
+        let open = self.slots.open();
         let served = self.shared.requests.load(Ordering::Relaxed);
         format!("serving: {open} connection(s) open, {served} request(s) served{tls}")
     }
@@ -267,13 +266,12 @@ async fn serve(
     );
     let mut poll = tokio::time::interval(crate::watch::INTERVAL);
     let mut last_status = String::new();
-    let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
             c = incoming.recv() => match c {
                 Some(c) => {
-                    let (shared, watcher) = (state.shared.clone(), graceful.watcher());
-                    threads.spawn(move || connection::serve(shared, c, watcher));
+                    let shared = state.shared.clone();
+                    threads.spawn(move || connection::serve(shared, c));
                 }
                 None => break,
             },
@@ -303,7 +301,7 @@ async fn serve(
     drop(incoming);
     let drain = state.config.drain_timeout();
     log::info!("shutting down: draining in-flight requests (up to {drain:?})");
-    if tokio::time::timeout(drain, graceful.shutdown())
+    if tokio::time::timeout(drain, state.slots.drain())
         .await
         .is_err()
     {

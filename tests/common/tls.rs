@@ -544,6 +544,37 @@ impl KeepAlive {
         })
     }
 
+    /// Sends bytes as they are (an HTTP/2 preface, say) and reads nothing.
+    pub fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let tls = self.s.get_mut();
+        tls.write_all(bytes)?;
+        tls.flush()
+    }
+
+    /// Whether the server has closed the connection, waiting up to `limit`.
+    pub fn closed_within(&mut self, limit: Duration) -> bool {
+        let tls = self.s.get_mut();
+        if tls.sock.set_read_timeout(Some(limit)).is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 256];
+        loop {
+            match tls.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return false;
+                }
+                Err(_) => return true,
+            }
+        }
+    }
+
     /// `GET path` on this connection; the status, with the body read so
     /// the connection is ready for the next request. Only `Content-Length`
     /// bodies are understood, which is what the API's small answers use.
