@@ -173,6 +173,12 @@ pub fn upload_started(name: &RepoName, id: &str) -> String {
     format!("{}/startedat", upload(name, id))
 }
 
+/// The record of a finishing PUT that verified the upload's data; see
+/// `storage::uploads`. Distribution ignores it, and purges it with the upload.
+pub fn upload_verified(name: &RepoName, id: &str) -> String {
+    format!("{}/verified", upload(name, id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

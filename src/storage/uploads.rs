@@ -5,8 +5,19 @@
 //! The running hash lives in memory between requests; when it is missing
 //! (after a restart, or on another node) it is rebuilt by re-reading the data
 //! file, so an upload survives a restart without a hash-state format of our own.
+//!
+//! Completing an upload takes several durable steps (the data moves into the
+//! blob store, the repository's link is written, the upload is removed), and
+//! the process may die between any two. So before the data moves, what it was
+//! verified to be (digest and size) is recorded durably in the upload's own
+//! directory (`verified`, which distribution ignores and purges with the
+//! upload). A PUT retried after a crash that finds the data gone finds the
+//! record and the blob, and completes as the first PUT would have. Only that
+//! record, never the digest a client names, lets a retry link a blob whose
+//! bytes it no longer has: otherwise any client could link any other
+//! repository's blob into its own by naming its digest.
 
-use super::{ByteStream, Registry, Result, StorageError, paths};
+use super::{ByteStream, Registry, Result, StorageError, error::optional, paths};
 use crate::crashpoint;
 use crate::digest::{Algorithm, Digest, Hasher};
 use crate::names::RepoName;
@@ -80,6 +91,57 @@ impl Sessions {
     }
 }
 
+/// What a finishing PUT verified an upload's data to be, recorded before the
+/// data leaves the upload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Verified {
+    pub(super) digest: Digest,
+    pub(super) size: u64,
+}
+
+impl Verified {
+    fn encode(&self) -> Bytes {
+        Bytes::from(format!("{} {}\n", self.digest, self.size))
+    }
+
+    /// `None` for anything [`Self::encode`] did not write: a record that
+    /// cannot be read proves nothing.
+    fn decode(bytes: &[u8]) -> Option<Verified> {
+        let (digest, size) = std::str::from_utf8(bytes).ok()?.trim().split_once(' ')?;
+        Some(Verified {
+            digest: digest.parse().ok()?,
+            size: size.parse().ok()?,
+        })
+    }
+}
+
+/// Where an upload stands on disk.
+pub(super) enum Stage {
+    /// Its data file holds this many bytes, not (or no longer) verified.
+    Open(u64),
+    /// A finishing PUT verified the data and recorded so, and died before
+    /// the data left the upload (or, the blob being stored already, before
+    /// linking it).
+    Verified(Verified),
+    /// Verified, recorded and moved into the blob store, which holds it:
+    /// only the link, or the upload's removal, may be missing.
+    Completed(Verified),
+    /// No data, and no record of a blob that is stored: nothing to resume.
+    /// The record, if there is one, names a blob gone since.
+    Lost(Option<Verified>),
+}
+
+impl Stage {
+    /// The bytes the client has had acknowledged.
+    fn size(&self, id: &str) -> Result<u64> {
+        match self {
+            Stage::Open(size) => Ok(*size),
+            Stage::Verified(v) | Stage::Completed(v) => Ok(v.size),
+            Stage::Lost(_) => Err(StorageError::UploadUnknown(id.to_string())),
+        }
+    }
+}
+
 /// Upload ids are ours (UUIDs) or distribution's (UUIDs too); anything else
 /// is unknown rather than a path.
 fn valid_id(id: &str) -> bool {
@@ -123,18 +185,35 @@ impl Registry {
         Ok(id)
     }
 
-    /// Bytes received so far.
+    /// Bytes received so far (all of them, for an upload a crash interrupted
+    /// while completing).
     pub async fn upload_size(&self, repo: &RepoName, id: &str) -> Result<u64> {
+        self.upload_stage(repo, id).await?.size(id)
+    }
+
+    /// Where an upload stands. A finishing PUT records before it moves the
+    /// data, so data gone beside a record means the record's blob is the
+    /// upload's, if it is stored.
+    pub(super) async fn upload_stage(&self, repo: &RepoName, id: &str) -> Result<Stage> {
         if !valid_id(id) {
             return Err(StorageError::UploadUnknown(id.to_string()));
         }
-        match self.driver.stat(paths::upload_data(repo, id)).await {
-            Ok(info) => Ok(info.size),
-            Err(super::driver::DriverError::NotFound(_)) => {
-                Err(StorageError::UploadUnknown(id.to_string()))
+        let data = optional(self.driver.stat(paths::upload_data(repo, id)).await)?;
+        let record = self.read_verified(repo, id).await?;
+        Ok(match (data, record) {
+            (Some(info), Some(v)) if v.size == info.size => Stage::Verified(v),
+            (Some(info), _) => Stage::Open(info.size),
+            (None, Some(v)) if self.stored_blob_size(&v.digest).await? == Some(v.size) => {
+                Stage::Completed(v)
             }
-            Err(e) => Err(e.into()),
-        }
+            (None, record) => Stage::Lost(record),
+        })
+    }
+
+    async fn read_verified(&self, repo: &RepoName, id: &str) -> Result<Option<Verified>> {
+        let path = paths::upload_verified(repo, id);
+        let bytes = optional(self.driver.get_content(path).await)?;
+        Ok(bytes.and_then(|b| Verified::decode(&b)))
     }
 
     /// Appends a chunk. `start` is the offset the client says it begins at;
@@ -149,7 +228,12 @@ impl Registry {
         let key = format!("{repo}/{id}");
         let session = self.uploads.get(&key);
         let mut progress = session.lock().await;
-        let size = self.upload_size(repo, id).await?;
+        let size = match self.upload_stage(repo, id).await? {
+            Stage::Open(size) | Stage::Verified(Verified { size, .. }) => size,
+            // Its bytes are in the blob store: nothing can be added.
+            Stage::Completed(v) => return Err(StorageError::RangeInvalid { size: v.size }),
+            Stage::Lost(_) => return Err(StorageError::UploadUnknown(id.to_string())),
+        };
         if start.is_some_and(|s| s != size) {
             return Err(StorageError::RangeInvalid { size });
         }
@@ -170,7 +254,8 @@ impl Registry {
 
     /// Completes an upload: appends any final bytes, verifies `expected`, and
     /// moves the data into the blob store. On a digest mismatch the upload is
-    /// discarded and nothing is stored.
+    /// discarded and nothing is stored. A retry after a crash completes what
+    /// the first attempt recorded.
     pub async fn finish_upload(
         &self,
         repo: &RepoName,
@@ -178,49 +263,156 @@ impl Registry {
         expected: &Digest,
         body: Option<ByteStream>,
     ) -> Result<u64> {
+        self.finish(repo, id, expected, body, true).await
+    }
+
+    /// `record`: whether to record the verified digest before storing it,
+    /// which only an upload a client can retry by its id needs.
+    async fn finish(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        expected: &Digest,
+        body: Option<ByteStream>,
+        record: bool,
+    ) -> Result<u64> {
         let key = format!("{repo}/{id}");
         let session = self.uploads.get(&key);
         let mut progress = session.lock().await;
-        let size = self.upload_size(repo, id).await?;
-        let mut p = self.resume_hash(repo, id, progress.take(), size).await?;
+        let (v, durable) = match self.upload_stage(repo, id).await? {
+            Stage::Verified(v) if &v.digest == expected => {
+                skip_body(body).await?;
+                (v, true)
+            }
+            Stage::Open(size) | Stage::Verified(Verified { size, .. }) => {
+                let p = self.resume_hash(repo, id, progress.take(), size).await?;
+                self.verify(repo, id, p, expected.algorithm(), body).await?
+            }
+            Stage::Completed(v) => return self.relink(repo, id, &key, v, expected, body).await,
+            Stage::Lost(_) => return Err(StorageError::UploadUnknown(id.to_string())),
+        };
+        if &v.digest != expected {
+            return self.mismatch(repo, id, &key, expected, &v.digest).await;
+        }
+        crashpoint::here("finish-upload:verified");
+        if record {
+            self.record_verified(repo, id, &v, durable).await?;
+            crashpoint::here("finish-upload:recorded");
+        }
+        self.store(repo, id, expected).await?;
+        self.link_layer(repo, expected).await?;
+        crashpoint::here("finish-upload:linked");
+        self.cancel_upload_locked(repo, id, &key).await?;
+        crashpoint::here("finish-upload:discarded");
+        Ok(v.size)
+    }
+
+    /// Appends the final bytes and hashes the data with `alg`. Also says
+    /// whether the upload's directory is known to be durable.
+    async fn verify(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        mut p: Progress,
+        alg: Algorithm,
+        body: Option<ByteStream>,
+    ) -> Result<(Verified, bool)> {
         if let Some(body) = body {
             p = self.write_stream(repo, id, p, body).await?;
         }
-        let actual = match expected.algorithm() {
+        let (size, persisted) = (p.size, p.persisted);
+        let digest = match alg {
             Algorithm::Sha256 => p.hasher.get().await?.finish(),
             other => self
-                .hash_file(repo, id, other, p.size)
+                .hash_file(repo, id, other, size)
                 .await?
                 .hasher
                 .get()
                 .await?
                 .finish(),
         };
-        if &actual != expected {
-            self.cancel_upload_locked(repo, id, &key).await?;
-            return Err(StorageError::DigestInvalid {
-                expected: expected.to_string(),
-                actual: actual.to_string(),
-            });
+        Ok((Verified { digest, size }, persisted))
+    }
+
+    /// Discards the upload (as distribution does) and says why.
+    async fn mismatch(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        key: &str,
+        expected: &Digest,
+        actual: &Digest,
+    ) -> Result<u64> {
+        self.cancel_upload_locked(repo, id, key).await?;
+        Err(StorageError::DigestInvalid {
+            expected: expected.to_string(),
+            actual: actual.to_string(),
+        })
+    }
+
+    /// Makes `v` durable before the data moves: from then on a crash cannot
+    /// lose the upload. A directory an acknowledged PATCH made durable needs
+    /// only the record synced into it; one that is only staged is made
+    /// durable with it.
+    async fn record_verified(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        v: &Verified,
+        dir_durable: bool,
+    ) -> Result<()> {
+        let path = paths::upload_verified(repo, id);
+        if dir_durable {
+            return Ok(self.driver.put_content(path, v.encode()).await?);
         }
-        crashpoint::here("finish-upload:verified");
-        // Either the existing blob is refreshed, or the data moves into place
-        // freshly touched (a rename keeps the mtime of the upload's last write,
-        // which may be older than a collection's grace period).
-        if self.refresh_blob(expected).await? {
+        let scope = paths::upload(repo, id);
+        self.driver
+            .stage(path.clone(), v.encode(), scope.clone())
+            .await?;
+        Ok(self.driver.persist(vec![path], scope).await?)
+    }
+
+    /// Puts verified data into the blob store: the existing blob is
+    /// refreshed, or the data moves into place freshly touched (a rename
+    /// keeps the mtime of the upload's last write, which may be older than a
+    /// collection's grace period).
+    async fn store(&self, repo: &RepoName, id: &str, d: &Digest) -> Result<()> {
+        if self.refresh_blob(d).await? {
             crashpoint::here("finish-upload:refreshed");
-        } else {
-            self.driver.touch(paths::upload_data(repo, id)).await?;
-            self.driver
-                .move_to(paths::upload_data(repo, id), paths::blob_data(expected))
-                .await?;
-            crashpoint::here("finish-upload:moved");
+            return Ok(());
+        }
+        let data = paths::upload_data(repo, id);
+        self.driver.touch(data.clone()).await?;
+        self.driver.move_to(data, paths::blob_data(d)).await?;
+        crashpoint::here("finish-upload:moved");
+        Ok(())
+    }
+
+    /// Completes an upload whose data a finishing PUT recorded and moved into
+    /// the blob store before the process died: links the blob and removes
+    /// the upload, as that PUT would have. Final bytes sent again with the
+    /// retry were part of what was verified, so they are read and dropped.
+    async fn relink(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        key: &str,
+        v: Verified,
+        expected: &Digest,
+        body: Option<ByteStream>,
+    ) -> Result<u64> {
+        skip_body(body).await?;
+        if &v.digest != expected {
+            return self.mismatch(repo, id, key, expected, &v.digest).await;
+        }
+        // Touched before linking, as any new reference is; collected meanwhile
+        // (the upload's bytes are gone with it), the upload is as good as lost.
+        if !self.refresh_blob(expected).await? {
+            return Err(StorageError::UploadUnknown(id.to_string()));
         }
         self.link_layer(repo, expected).await?;
-        crashpoint::here("finish-upload:linked");
-        self.cancel_upload_locked(repo, id, &key).await?;
-        crashpoint::here("finish-upload:discarded");
-        Ok(p.size)
+        self.cancel_upload_locked(repo, id, key).await?;
+        Ok(v.size)
     }
 
     /// Abandons an upload and removes its data.
@@ -260,7 +452,8 @@ impl Registry {
         body: ByteStream,
     ) -> Result<u64> {
         let id = self.start_upload(repo).await?;
-        let result = self.finish_upload(repo, &id, expected, Some(body)).await;
+        // Nobody can retry this upload by its id: no record is needed.
+        let result = self.finish(repo, &id, expected, Some(body), false).await;
         if result.is_err() {
             let _ = self.remove(paths::upload(repo, &id)).await;
             self.uploads.forget(&format!("{repo}/{id}"));
@@ -380,6 +573,18 @@ impl Registry {
             persisted: p.persisted,
         })
     }
+}
+
+/// Reads a request body to its end, dropping it, so the connection can
+/// carry the next request.
+async fn skip_body(body: Option<ByteStream>) -> Result<()> {
+    let Some(mut body) = body else {
+        return Ok(());
+    };
+    while let Some(chunk) = poll_fn(|cx| body.as_mut().poll_next(cx)).await {
+        chunk.map_err(StorageError::Body)?;
+    }
+    Ok(())
 }
 
 /// Request body chunks adding up to at least [`CHUNK`] bytes (fewer at the
