@@ -1,0 +1,74 @@
+//! The OCI distribution spec's own conformance suite (v1.1.1, the shared
+//! tool at `../shared/tools/oci-conformance/run`, or `OCI_CONFORMANCE_RUN`)
+//! against the real server: plain HTTP, and TLS with basic auth. Every spec
+//! that runs must pass.
+
+mod common;
+
+use common::tls::*;
+use common::*;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn tool() -> PathBuf {
+    let path = std::env::var_os("OCI_CONFORMANCE_RUN").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/oci-conformance/run"),
+        PathBuf::from,
+    );
+    assert!(
+        path.exists(),
+        "the OCI conformance suite is not at {} (set OCI_CONFORMANCE_RUN)",
+        path.display()
+    );
+    path
+}
+
+/// Runs the suite; panics with its report unless every spec ran passed.
+fn conform(url: &str, login: Option<(&str, &str)>, env: &[(&str, &std::path::Path)]) {
+    let mut cmd = Command::new(tool());
+    cmd.arg(url);
+    if let Some((user, password)) = login {
+        cmd.args([user, password]);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && report.contains(" 0 Failed"),
+        "conformance on {url}:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{report}");
+}
+
+#[test]
+fn the_oci_conformance_suite_passes_over_plain_http() {
+    let s = Server::start();
+    conform(&format!("http://{}", s.addr), None, &[]);
+}
+
+#[test]
+fn the_oci_conformance_suite_passes_over_tls_with_basic_auth() {
+    let dir = TempDir::new("conformance");
+    let pki = Pki::new(&dir.0.join("pki"));
+    let cert = pki.server("localhost", KeyType::EcdsaP256, &["localhost", "127.0.0.1"]);
+    let htpasswd = dir.0.join("htpasswd");
+    write_htpasswd(&htpasswd, &[("conformance", "s3cret")]);
+    let s = Server::start_with(&format!(
+        "{}auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+        http_tls_yaml(&cert, &[]),
+        htpasswd.display()
+    ));
+    let url = format!("https://localhost:{}", s.addr.port());
+    conform(
+        &url,
+        Some(("conformance", "s3cret")),
+        &[("SSL_CERT_FILE", pki.ca_pem())],
+    );
+    // The suite really went through the login: anonymous requests were refused.
+    let r = req_to(s.addr, "GET", "/v2/");
+    let config = client_config(pki.ca_pem(), &ClientOpts::default());
+    assert_eq!(r.tls("localhost", &config).send().status, 401);
+}
