@@ -148,7 +148,13 @@ fn socket_activation_and_notify_messages() {
     kill(pid, "HUP");
     let reloading = notify.wait_for("RELOADING=1");
     assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
-    notify.wait_for("READY=1");
+    // Both earlier connections have closed: the status counts connections,
+    // not the listeners waiting for them.
+    let reloaded = notify.wait_for("READY=1");
+    assert!(
+        reloaded.contains("STATUS=serving: 0 connection(s) open"),
+        "{reloaded}"
+    );
     assert_eq!(req_to(addr, "GET", "/v2/").send().status, 200);
 
     // SIGTERM during a request: the drain lets it finish, and the watchdog
