@@ -254,6 +254,18 @@ impl Container {
             text(&c.sh("systemctl --failed --no-pager").stdout),
             c.console_log()
         );
+        // A minimal system, as debootstrap's minbase makes it: no procps, so
+        // no /bin/kill, ps or pkill for the package to lean on by accident.
+        let o = c.sh(
+            "for f in /bin/kill /usr/bin/kill /bin/ps /usr/bin/ps /usr/bin/pkill; do \
+             if [ -e $f ]; then echo $f; exit 1; fi; done; \
+             ! dpkg-query -W -f='${Status}' procps 2>/dev/null | grep -q installed",
+        );
+        assert!(
+            o.status.success(),
+            "the root file system must be minbase without procps: {}",
+            describe("looking for procps", &o)
+        );
         c
     }
 
@@ -402,6 +414,7 @@ fn shell_scripts_pass_shellcheck() {
         "packaging/private-registry-certgen",
         "packaging/private-registry-trust",
         "packaging/build-deb",
+        "packaging/private-registry-network",
         "debian/postinst",
         "debian/prerm",
         "debian/postrm",
@@ -420,7 +433,7 @@ fn shell_scripts_pass_shellcheck() {
 fn units_verify_silently_and_are_sandboxed() {
     let (c, _) = installed();
     // verify exits 0 even on unknown keys: any output at all is a finding.
-    let o = c.sh("cd /lib/systemd/system && systemd-analyze verify private-registry.service private-registry.socket private-registry-network.socket 2>&1");
+    let o = c.sh("cd /lib/systemd/system && systemd-analyze verify private-registry.service private-registry.socket private-registry-network.socket private-registry-network-retry.service 2>&1");
     assert!(
         o.status.success() && o.stdout.is_empty(),
         "{}",
@@ -659,6 +672,14 @@ fn served_fingerprint(c: &Container) -> String {
     c.ok(&format!(
         "openssl s_client -connect '[::1]:443' -servername {HOST} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"
     ))
+}
+
+/// The same, or an empty string while nothing serves TLS on port 443.
+fn try_served_fingerprint(c: &Container) -> String {
+    text(&c.sh(&format!(
+        "openssl s_client -connect '[::1]:443' -servername {HOST} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256 2>/dev/null"
+    ))
+    .stdout)
 }
 
 fn file_fingerprint(c: &Container, path: &str) -> String {
@@ -1254,4 +1275,235 @@ fn docker_logs_in_pushes_and_pulls_trusting_only_the_generated_ca() {
     d.docker(&["push", local], None);
     d.docker(&["rmi", local], None);
     d.docker(&["pull", local], None);
+}
+
+/// The service as started by its first connection, with READY=1 sent.
+fn start_service(c: &Container) {
+    c.ok(&format!(
+        "curl -sS -o /dev/null --retry 10 --retry-connrefused {LOCAL}/v2/"
+    ));
+    assert!(
+        wait_for(10, || c
+            .ok("systemctl show -p ActiveState --value private-registry.service")
+            .trim()
+            == "active"),
+        "the service did not become active: {}",
+        c.ok("systemctl show -p ActiveState -p SubState -p Result private-registry.service")
+    );
+}
+
+fn reloads_logged(c: &Container) -> usize {
+    c.ok("journalctl --no-pager -u private-registry.service")
+        .matches("reloaded configuration, users and certificates")
+        .count()
+}
+
+#[test]
+fn certgen_and_reload_work_on_a_minimal_system() {
+    // Container::boot has checked that there is no /bin/kill.
+    let (c, _) = installed();
+    start_service(&c);
+    let pid = main_pid(&c);
+    let before = reloads_logged(&c);
+    let o = c.sh(&format!("private-registry-certgen {HOST}"));
+    assert!(
+        o.status.success() && text(&o.stdout).contains("Reloaded private-registry.service"),
+        "{}",
+        describe("private-registry-certgen", &o)
+    );
+    assert!(
+        wait_for(10, || reloads_logged(&c) > before),
+        "certgen's reload never reached the daemon:\n{}",
+        c.journal()
+    );
+    let cert = file_fingerprint(&c, "/etc/private-registry/tls/server.crt");
+    assert!(
+        wait_for(10, || try_served_fingerprint(&c) == cert),
+        "the new certificate is not served (serving {:?})",
+        try_served_fingerprint(&c)
+    );
+
+    let before = reloads_logged(&c);
+    let o = c.sh("systemctl reload private-registry.service");
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        describe("systemctl reload", &o),
+        c.journal()
+    );
+    assert!(
+        wait_for(10, || reloads_logged(&c) > before),
+        "systemctl reload never reached the daemon:\n{}",
+        c.journal()
+    );
+    assert_eq!(main_pid(&c), pid, "reload must not restart the daemon");
+    assert!(
+        wait_for(10, || c
+            .ok("systemctl show -p ActiveState --value private-registry.service")
+            .trim()
+            == "active"),
+        "not active after reload"
+    );
+    assert_eq!(
+        c.ok("systemctl show -p ReloadResult --value private-registry.service")
+            .trim(),
+        "success"
+    );
+}
+
+#[test]
+fn port_443_taken_leaves_the_local_listener_working_and_is_served_once_free() {
+    let deb = deb();
+    let c = Container::boot();
+    // Another TLS server holds port 443 (all addresses) before the package
+    // arrives.
+    c.ok("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=squatter -days 2 \
+          -keyout /var/tmp/squatter.key -out /var/tmp/squatter.crt 2>/dev/null");
+    c.ok(
+        "systemd-run --quiet --unit=squatter openssl s_server -quiet -www -accept 443 \
+          -cert /var/tmp/squatter.crt -key /var/tmp/squatter.key",
+    );
+    let squatter = file_fingerprint(&c, "/var/tmp/squatter.crt");
+    assert!(
+        wait_for(10, || try_served_fingerprint(&c) == squatter),
+        "the squatter does not serve on port 443"
+    );
+
+    c.put(deb, "/var/tmp/private-registry.deb");
+    let apt = c.ok("apt-get install -y /var/tmp/private-registry.deb 2>&1");
+    assert!(
+        apt.contains("port 443") && apt.contains("in use by openssl"),
+        "the install must say that port 443 is taken, and by what:\n{apt}"
+    );
+    assert_eq!(
+        c.ok("systemctl is-active private-registry.socket || true")
+            .trim(),
+        "active"
+    );
+    assert_eq!(
+        c.ok("systemctl is-active private-registry-network.socket || true")
+            .trim(),
+        "failed"
+    );
+
+    // The local listener works, again and again (no trigger limit), and so
+    // does the service behind it.
+    let codes = c.ok(&format!(
+        "for i in $(seq 40); do curl -sS -o /dev/null -w '%{{http_code}}\\n' --retry 5 --retry-connrefused {LOCAL}/v2/; done"
+    ));
+    assert!(
+        codes.lines().count() == 40 && codes.lines().all(|l| l == "200" || l == "401"),
+        "GET /v2/ on the local listener:\n{codes}\n{}",
+        c.journal()
+    );
+    start_service(&c);
+    let hello = c.ok(&format!(
+        "echo hello >/var/tmp/hello && curl -sS -o /dev/null -w '%{{http_code}}' -X POST --data-binary @/var/tmp/hello \
+         \"{LOCAL}/v2/local/hello/blobs/uploads/?digest=sha256:$(sha256sum /var/tmp/hello | cut -d' ' -f1)\""
+    ));
+    assert_eq!(hello, "201", "anonymous push on the local listener");
+    assert_eq!(
+        c.ok("systemctl is-active private-registry.socket || true")
+            .trim(),
+        "active",
+        "the local socket survives the network socket's failure"
+    );
+
+    // systemctl status says what is wrong.
+    let status = text(
+        &c.sh("systemctl status --no-pager -l -n 20 private-registry.service")
+            .stdout,
+    );
+    assert!(
+        status.contains("port 443") && status.contains("in use by openssl"),
+        "systemctl status private-registry must say that port 443 is taken:\n{status}"
+    );
+
+    // A certificate and a user while the port is still taken; then the port
+    // is freed, and nothing else is done.
+    c.ok(&format!("private-registry-certgen {HOST}"));
+    c.ok(&format!(
+        "echo {PASSWORD} | private-registry htpasswd add --password-stdin {USER}"
+    ));
+    assert_eq!(try_served_fingerprint(&c), squatter);
+    c.ok("systemctl stop squatter.service");
+    let ours = file_fingerprint(&c, "/etc/private-registry/tls/server.crt");
+    assert!(
+        wait_for(60, || try_served_fingerprint(&c) == ours),
+        "port 443 is free, but the registry does not serve it (serving {:?}); network socket {}\n{}",
+        try_served_fingerprint(&c),
+        c.ok("systemctl is-active private-registry-network.socket || true"),
+        c.journal()
+    );
+    let code = c.ok(&format!(
+        "curl -sS -o /dev/null -w '%{{http_code}}' --retry 10 --retry-connrefused --retry-all-errors -u {USER}:{PASSWORD} \
+         --cacert /etc/private-registry/tls/ca.crt --resolve {HOST}:443:127.0.0.1 https://{HOST}/v2/local/hello/tags/list"
+    ));
+    assert!(code == "200" || code == "404", "HTTPS on port 443: {code}");
+    assert_eq!(
+        c.ok("systemctl is-active private-registry.socket private-registry-network.socket private-registry.service || true"),
+        "active\nactive\nactive\n"
+    );
+    let codes = c.ok(&format!(
+        "curl -sS -o /dev/null -w '%{{http_code}}' --retry 5 --retry-connrefused {LOCAL}/v2/"
+    ));
+    assert!(codes == "200" || codes == "401", "local listener: {codes}");
+    // The retry helper has finished.
+    assert!(
+        wait_for(10, || c
+            .ok("systemctl is-active private-registry-network-retry.service || true")
+            .trim()
+            == "inactive"),
+        "the retry helper still runs"
+    );
+}
+
+#[test]
+fn purge_removes_the_ca_copies_certgen_installed_and_nothing_else() {
+    let (c, _) = installed();
+    c.ok(&format!("private-registry-certgen {HOST} --system-trust"));
+    c.ok("private-registry-certgen other.e2e.test --port 5443 --force");
+    // A line of our CA's base64, to look for in the system bundle.
+    let ca_line = c
+        .ok("sed -n 2p /etc/private-registry/tls/ca.crt")
+        .trim()
+        .to_string();
+    c.ok(&format!(
+        "grep -qxF '{ca_line}' /etc/ssl/certs/ca-certificates.crt"
+    ));
+    // Things certgen did not make: another registry's CA, a client
+    // certificate beside our CA, and another CA where ours was.
+    c.ok("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=foreign -days 30 \
+          -keyout /var/tmp/foreign.key -out /var/tmp/foreign.crt 2>/dev/null");
+    c.ok("private-registry-trust foreign.e2e.test /var/tmp/foreign.crt");
+    c.ok(&format!(
+        "cp /var/tmp/foreign.crt /etc/docker/certs.d/{HOST}/client.cert"
+    ));
+    c.ok("cp /var/tmp/foreign.crt /etc/containers/certs.d/other.e2e.test:5443/ca.crt");
+
+    let out = c.ok("apt-get purge -y private-registry 2>&1");
+    c.ok("test ! -e /etc/private-registry");
+    // Ours went (with the directories it emptied), the rest stayed.
+    c.ok(&format!("test ! -e /etc/docker/certs.d/{HOST}/ca.crt"));
+    c.ok(&format!(
+        "cmp /var/tmp/foreign.crt /etc/docker/certs.d/{HOST}/client.cert"
+    ));
+    c.ok(&format!("test ! -e /etc/containers/certs.d/{HOST}"));
+    c.ok("test ! -e /etc/docker/certs.d/other.e2e.test:5443");
+    c.ok("cmp /var/tmp/foreign.crt /etc/containers/certs.d/other.e2e.test:5443/ca.crt");
+    for store in ["docker", "containers"] {
+        c.ok(&format!(
+            "cmp /var/tmp/foreign.crt /etc/{store}/certs.d/foreign.e2e.test/ca.crt"
+        ));
+    }
+    c.ok(&format!(
+        "test ! -e /usr/local/share/ca-certificates/private-registry-{HOST}.crt"
+    ));
+    let o = c.sh(&format!(
+        "grep -qxF '{ca_line}' /etc/ssl/certs/ca-certificates.crt"
+    ));
+    assert!(
+        !o.status.success(),
+        "the system trust store still holds the deleted CA; purge said:\n{out}"
+    );
 }
