@@ -658,3 +658,306 @@ fn tags_list(s: &Server, repo: &str) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Every crash point on the finishing PUT's path (see src/crashpoint.rs),
+/// with whether the blob must be stored already (by another repository)
+/// for the upload to reach it.
+const FINISH_POINTS: [(&str, bool); 6] = [
+    ("finish-upload:verified", false),
+    ("finish-upload:recorded", false),
+    ("finish-upload:refreshed", true),
+    ("finish-upload:moved", false),
+    ("finish-upload:linked", false),
+    ("finish-upload:discarded", false),
+];
+
+/// What `fsck` must report after a crash at a point: a line naming the
+/// upload, or nothing (the upload still holds its data, or is gone with its
+/// blob linked).
+fn expected_leftover(point: &str) -> Option<&'static str> {
+    match point {
+        "finish-upload:moved" => Some("never linked"),
+        "finish-upload:linked" => Some("left behind"),
+        _ => None,
+    }
+}
+
+/// The names passed to `crashpoint::here` in the sources that start with `prefix`.
+fn crash_points_in_source(prefix: &str) -> std::collections::BTreeSet<String> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let call = "crashpoint::here(\"";
+    let mut found = std::collections::BTreeSet::new();
+    for f in walk_files(&src) {
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        for (i, _) in text.match_indices(call) {
+            let rest = &text[i + call.len()..];
+            let name = &rest[..rest.find('"').unwrap()];
+            if name.starts_with(prefix) {
+                found.insert(name.to_string());
+            }
+        }
+    }
+    found
+}
+
+/// An upload whose bytes the server has acknowledged (two PATCHes, 202).
+struct Acknowledged {
+    repo: &'static str,
+    /// The upload's URL path, for its status.
+    status: String,
+    /// The completing PUT's path, `?digest=` included.
+    put: String,
+    data: Vec<u8>,
+    digest: String,
+}
+
+fn acknowledged_upload(s: &Server, repo: &'static str, data: Vec<u8>) -> Acknowledged {
+    let r = s.req("POST", &format!("/v2/{repo}/blobs/uploads/")).send();
+    assert_eq!(r.status, 202, "{}", r.text());
+    let status = r.location_path();
+    let mut next = status.clone();
+    let half = data.len() / 2;
+    for (from, to) in [(0, half), (half, data.len())] {
+        let r = s
+            .req("PATCH", &next)
+            .header("Content-Type", "application/octet-stream")
+            .header("Content-Range", &format!("{from}-{}", to - 1))
+            .body(data[from..to].to_vec())
+            .send();
+        assert_eq!(r.status, 202, "{}", r.text());
+        assert_eq!(r.header("Range"), Some(format!("0-{}", to - 1).as_str()));
+        next = r.location_path();
+    }
+    let digest = sha256(&data);
+    let sep = if next.contains('?') { '&' } else { '?' };
+    Acknowledged {
+        repo,
+        status,
+        put: format!("{next}{sep}digest={digest}"),
+        data,
+        digest,
+    }
+}
+
+/// Waits for a server that is to kill itself and reaps it; `None` if it is
+/// still alive after ten seconds.
+fn wait_for_own_death(s: &mut Server) -> Option<std::process::ExitStatus> {
+    let stat = format!("/proc/{}/stat", s.pid());
+    // Field 3, after the command name in parentheses, is the state.
+    let zombie = || {
+        std::fs::read_to_string(&stat).map_or(true, |t| {
+            t.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+    };
+    // SIGCONT changes nothing for a dead process: the status is its own.
+    wait_for(10, zombie).then(|| s.signal_and_wait("CONT"))
+}
+
+/// Runs `fsck` (with `--repair` if asked) on a data directory no server
+/// uses, counting leftovers however young (`--grace 0s`).
+fn fsck_at(root: &Path, repair: bool) -> (i32, String) {
+    let config = root.with_extension("yml");
+    std::fs::write(&config, config_yaml(root, "")).unwrap();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["fsck", "--grace", "0s", "--config"]).arg(&config);
+    if repair {
+        cmd.arg("--repair");
+    }
+    let o = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+    let code = o.status.code().unwrap_or(-1);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(code == 0 || code == 1, "fsck failed to run ({code}): {err}");
+    (code, out)
+}
+
+/// On a restarted server: the upload reports every acknowledged byte and
+/// the retried PUT completes it as a first one would, or the upload is gone
+/// and its blob is linked already. Either way the blob reads back whole.
+fn assert_retry_completes(s: &Server, up: &Acknowledged, when: &str) {
+    let blob = format!("/v2/{}/blobs/{}", up.repo, up.digest);
+    let st = s.req("GET", &up.status).send();
+    if st.status == 404 {
+        let b = s.req("GET", &blob).send();
+        assert_eq!(
+            b.status, 200,
+            "{when}: the acknowledged upload is gone and its blob is not linked"
+        );
+        let r = s.req("PUT", &up.put).send();
+        assert_eq!(r.status, 404, "{when}: retried PUT: {}", r.text());
+        assert_eq!(r.code(), "BLOB_UPLOAD_UNKNOWN", "{when}");
+    } else {
+        assert_eq!(st.status, 204, "{when}: upload status: {}", st.text());
+        let full = format!("0-{}", up.data.len() - 1);
+        assert_eq!(st.header("Range"), Some(full.as_str()), "{when}");
+        let r = s.req("PUT", &up.put).send();
+        assert_eq!(r.status, 201, "{when}: retried PUT: {}", r.text());
+        assert_eq!(r.location_path(), blob, "{when}");
+        assert_eq!(
+            r.header("Docker-Content-Digest"),
+            Some(up.digest.as_str()),
+            "{when}"
+        );
+    }
+    let b = s.req("GET", &blob).send();
+    assert_eq!(b.status, 200, "{when}: {}", b.text());
+    assert!(
+        b.body == up.data,
+        "{when}: the blob reads back different bytes"
+    );
+    let uploads = s.root.join("docker/registry/v2/repositories").join(up.repo);
+    let left = walk_files(&uploads.join("_uploads"));
+    assert!(left.is_empty(), "{when}: upload files left: {left:?}");
+    assert_store_sound(&s.root, when, false);
+}
+
+/// `fsck` on a copy of the crashed data directory reports what the crash
+/// left (and only that), `--repair` mends it, a second run is clean, and a
+/// server on the mended copy serves the blob or completes the upload.
+fn assert_fsck_mends(copy: &Path, point: &str, up: &Acknowledged) {
+    let (code, out) = fsck_at(copy, false);
+    let problems: Vec<&str> = out.lines().filter(|l| l.starts_with("problem:")).collect();
+    match expected_leftover(point) {
+        None => assert_eq!(code, 0, "{point}: fsck found problems:\n{out}"),
+        Some(what) => {
+            assert_eq!(code, 1, "{point}: fsck reported nothing:\n{out}");
+            assert_eq!(problems.len(), 1, "{point}: one problem expected:\n{out}");
+            let l = problems[0];
+            assert!(
+                l.contains(what) && l.contains(&up.digest) && l.contains("/_uploads/"),
+                "{point}: expected the upload reported as {what:?}:\n{out}"
+            );
+        }
+    }
+    let (code, out) = fsck_at(copy, true);
+    assert_eq!(
+        code,
+        i32::from(!problems.is_empty()),
+        "{point}: fsck --repair:\n{out}"
+    );
+    assert_eq!(
+        out.matches("(repaired: ").count(),
+        problems.len(),
+        "{point}: not all repaired:\n{out}"
+    );
+    let (code, out) = fsck_at(copy, false);
+    assert_eq!(code, 0, "{point}: fsck after --repair:\n{out}");
+    let s = Server::start_on(copy, "", &[]);
+    assert_retry_completes(&s, up, &format!("{point}, after fsck --repair"));
+}
+
+/// Runs `check`, turning a panic into its message.
+fn attempt(check: impl FnOnce()) -> Result<(), String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(check)).map_err(|e| {
+        e.downcast_ref::<String>()
+            .cloned()
+            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default()
+    })
+}
+
+/// Kills the server at `point` on the way through a PUT completing an
+/// acknowledged upload, then checks a retry on the original and `fsck` on
+/// a copy (both, even if the first fails). Returns what went wrong.
+fn crash_at(point: &str, blob_stored: bool, seed: u64) -> Vec<String> {
+    let dir = TempDir::new("crash-point");
+    let root = dir.0.join("data");
+    let data = random_bytes(3 * MIB + seed as usize % 4096, seed);
+    let mut up = None;
+    let crashed = attempt(|| {
+        if blob_stored {
+            let mut s = Server::start_on(&root, "", &[]);
+            push_blob(&s, "team/other", &data);
+            s.signal_and_wait("TERM");
+        }
+        let mut s = Server::start_on(&root, "", &[("PRIVATE_REGISTRY_CRASH_AT", point)]);
+        let u = up.insert(acknowledged_upload(&s, "team/finish", data));
+        let r = s.req("PUT", &u.put).try_send();
+        assert!(
+            r.is_err(),
+            "the PUT was answered ({:?}): the crash point is not on its path",
+            r.map(|r| r.status)
+        );
+        let status = wait_for_own_death(&mut s)
+            .unwrap_or_else(|| panic!("the server is still alive after the PUT"));
+        assert_killed(status);
+        s.expect_log(&format!("crash point {point}:"));
+        assert_store_sound(&root, point, false);
+        let copy = dir.0.join("fsck-copy");
+        run_ok(
+            std::process::Command::new("cp")
+                .arg("-a")
+                .arg(&root)
+                .arg(&copy),
+        );
+    });
+    if let Err(e) = crashed {
+        return vec![format!("{point}: {e}")];
+    }
+    let up = up.expect("uploaded");
+    let retried = attempt(|| {
+        let s = Server::start_on(&root, "", &[]);
+        assert_retry_completes(&s, &up, &format!("{point}, retried"));
+    });
+    let checked = attempt(|| assert_fsck_mends(&dir.0.join("fsck-copy"), point, &up));
+    [retried, checked]
+        .into_iter()
+        .filter_map(|r| r.err().map(|e| format!("{point}: {e}")))
+        .collect()
+}
+
+/// The server is killed at every step of the PUT that completes an upload
+/// whose bytes were acknowledged: afterwards the retried PUT succeeds (or
+/// the blob is linked already), and `fsck` reports and mends what is left.
+/// Every point is tried even when one fails, so one run shows them all.
+#[test]
+fn sigkill_at_every_step_of_completing_an_upload_loses_nothing() {
+    let listed: std::collections::BTreeSet<String> =
+        FINISH_POINTS.iter().map(|(p, _)| p.to_string()).collect();
+    let in_code = crash_points_in_source("finish-upload:");
+    let mut failed = vec![];
+    if in_code != listed {
+        failed.push(format!(
+            "FINISH_POINTS {listed:?} must name exactly the crash points in the sources, {in_code:?}"
+        ));
+    }
+    for (i, (point, stored)) in FINISH_POINTS.iter().enumerate() {
+        failed.extend(crash_at(point, *stored, 0xF1A1 + i as u64));
+    }
+    assert!(
+        failed.is_empty(),
+        "crash points that lost or left something:\n{}",
+        failed.join("\n")
+    );
+}
+
+/// A PUT retried after a crash links only the digest the upload itself
+/// recorded: claiming another one (a blob of another repository, which
+/// would otherwise be linked without the client ever having its bytes) is
+/// refused.
+#[test]
+fn a_retried_put_cannot_claim_a_digest_its_upload_did_not_produce() {
+    let dir = TempDir::new("crash-claim");
+    let root = dir.0.join("data");
+    let secret = random_bytes(64 * 1024, 0x5EC2E7);
+    let mut s = Server::start_on(&root, "", &[]);
+    let secret = push_blob(&s, "team/secret", &secret);
+    s.signal_and_wait("TERM");
+
+    let point = "finish-upload:moved";
+    let mut s = Server::start_on(&root, "", &[("PRIVATE_REGISTRY_CRASH_AT", point)]);
+    let up = acknowledged_upload(&s, "team/finish", random_bytes(MIB, 0xC1A1));
+    assert!(s.req("PUT", &up.put).try_send().is_err());
+    assert_killed(wait_for_own_death(&mut s).expect("killed at the crash point"));
+
+    let s = Server::start_on(&root, "", &[]);
+    let claim = up.put.replace(&up.digest, &secret);
+    let r = s.req("PUT", &claim).send();
+    assert_eq!(r.status, 400, "PUT claiming another digest: {}", r.text());
+    assert_eq!(r.code(), "DIGEST_INVALID");
+    let r = s
+        .req("GET", &format!("/v2/team/finish/blobs/{secret}"))
+        .send();
+    assert_eq!(r.status, 404, "another repository's blob was linked");
+}

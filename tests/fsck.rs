@@ -235,3 +235,117 @@ fn leftovers_of_interrupted_operations_are_reported_then_swept() {
     let (code, out) = fsck(&s, false);
     assert_eq!(code, 0, "{out}");
 }
+
+/// Writes an upload directory as a finishing PUT leaves it after moving its
+/// data into the blob store: `startedat` and the `verified` record naming
+/// `digest` of `size` bytes, no `data`. Aged past the grace period if `old`.
+fn completed_upload(
+    s: &Server,
+    repo: &str,
+    id: &str,
+    digest: &str,
+    size: usize,
+    old: bool,
+) -> PathBuf {
+    let dir = repo_dir(s, repo).join("_uploads").join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("startedat"), "2026-01-01T00:00:00Z").unwrap();
+    std::fs::write(dir.join("verified"), format!("{digest} {size}\n")).unwrap();
+    if old {
+        age_file(&dir);
+    }
+    dir
+}
+
+#[test]
+fn uploads_a_crash_left_completed_are_linked_or_removed() {
+    let s = Server::start();
+    let (a, b) = (
+        b"completed, never linked".to_vec(),
+        b"completed and linked".to_vec(),
+    );
+    let a_digest = push_blob(&s, "other", &a);
+    let b_digest = push_blob(&s, "team/app", &b);
+    let ghost = sha256(b"collected since");
+    let unlinked = completed_upload(
+        &s,
+        "team/app",
+        "0a1b2c3d-0000-4000-8000-00000000000a",
+        &a_digest,
+        a.len(),
+        true,
+    );
+    let linked = completed_upload(
+        &s,
+        "team/app",
+        "0a1b2c3d-0000-4000-8000-00000000000b",
+        &b_digest,
+        b.len(),
+        true,
+    );
+    let gone = completed_upload(
+        &s,
+        "team/app",
+        "0a1b2c3d-0000-4000-8000-00000000000c",
+        &ghost,
+        15,
+        true,
+    );
+    let young = completed_upload(
+        &s,
+        "team/new",
+        "0a1b2c3d-0000-4000-8000-00000000000d",
+        &a_digest,
+        a.len(),
+        false,
+    );
+    // An upload whose removal was cut short, and one still being written.
+    let empty = repo_dir(&s, "team/app").join("_uploads/0a1b2c3d-0000-4000-8000-00000000000e");
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::write(empty.join("startedat"), "2026-01-01T00:00:00Z").unwrap();
+    age_file(&empty);
+    let r = s.req("POST", "/v2/team/app/blobs/uploads/").send();
+    let r = s
+        .req("PATCH", &r.location_path())
+        .body(b"half".to_vec())
+        .send();
+    assert_eq!(r.status, 202, "{}", r.text());
+    let in_progress = repo_dir(&s, "team/app")
+        .join("_uploads")
+        .join(r.header("Docker-Upload-UUID").unwrap());
+    age_file(&in_progress);
+    assert_eq!(
+        s.req("GET", &format!("/v2/team/app/blobs/{a_digest}"))
+            .send()
+            .status,
+        404
+    );
+
+    let out = finds_problems_changing_nothing(&s);
+    for (dir, what) in [
+        (&unlinked, "completed upload never linked"),
+        (&linked, "completed upload left behind"),
+        (&gone, "completed upload whose blob is no longer stored"),
+        (&empty, "upload without data"),
+    ] {
+        let l = lines_with(&out, &format!("{} ", dir.display()));
+        assert_eq!(l.len(), 1, "{what}:\n{out}");
+        assert!(l[0].contains(what), "{what}:\n{out}");
+    }
+    assert_eq!(lines_with(&out, "problem: ").len(), 4, "{out}");
+
+    let (code, out) = fsck(&s, true);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(lines_with(&out, "(repaired: ").len(), 4, "{out}");
+    for dir in [&unlinked, &linked, &gone, &empty] {
+        assert!(!dir.exists(), "{} left", dir.display());
+    }
+    assert!(young.exists() && in_progress.exists());
+    let r = s
+        .req("GET", &format!("/v2/team/app/blobs/{a_digest}"))
+        .send();
+    assert_eq!(r.status, 200, "the completed upload's blob was not linked");
+    assert!(r.body == a);
+    let (code, out) = fsck(&s, false);
+    assert_eq!(code, 0, "{out}");
+}

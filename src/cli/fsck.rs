@@ -19,7 +19,8 @@ pub struct FsckArgs {
     config: PathBuf,
     /// Move corrupt blobs aside (to docker/registry/v2/_corrupt/, never
     /// deleted), remove dangling links and tags, put back what an
-    /// interrupted collection set aside, remove leftovers of interrupted
+    /// interrupted collection set aside, link the blobs of uploads a crash
+    /// left completed but unlinked, remove leftovers of interrupted
     /// operations.
     #[arg(long)]
     repair: bool,

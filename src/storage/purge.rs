@@ -41,7 +41,7 @@ impl Registry {
     /// Every repository directory holding `_uploads`: a push that never got
     /// as far as a layer or manifest leaves a repository the catalog does not
     /// list, and its uploads must go too.
-    async fn names_with_uploads(&self) -> Result<Vec<String>> {
+    pub(super) async fn names_with_uploads(&self) -> Result<Vec<String>> {
         let mut found = vec![];
         let mut stack = vec![String::new()];
         while let Some(prefix) = stack.pop() {

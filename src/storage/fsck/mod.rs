@@ -1,17 +1,21 @@
 //! Integrity check (`private-registry fsck`): every blob re-hashed, every
 //! link (repository layer links, manifest revisions, tags and their index,
 //! our referrers index) checked to name an intact blob, every manifest's
-//! references checked, and what interrupted operations left behind found.
+//! references checked, and what interrupted operations left behind found,
+//! uploads a crash left half-completed among them.
 //!
 //! Repair only ever does what is safe while the daemon serves: a corrupt
 //! blob is moved aside (never deleted), a dangling link is removed (and
 //! written back if its blob turns up meanwhile, as a collection does), what
 //! a killed collection set aside is put back (the collection protocol's own
-//! recovery), and leftovers that nothing can see are removed.
+//! recovery), an upload a crash left completed but unlinked gets the link
+//! its retried PUT would write (its own record names the blob), and
+//! leftovers that nothing can see are removed.
 
 mod blobs;
 mod leftovers;
 mod links;
+mod uploads;
 
 use super::{Registry, Result};
 use crate::digest::Digest;
@@ -107,6 +111,7 @@ impl Registry {
         for repo in self.all_repositories().await? {
             c.repository(&repo).await?;
         }
+        c.uploads().await?;
         c.temporary_files().await?;
         Ok(c.report)
     }
