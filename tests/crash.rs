@@ -661,14 +661,16 @@ fn tags_list(s: &Server, repo: &str) -> Vec<String> {
 
 /// Every crash point on the finishing PUT's path (see src/crashpoint.rs),
 /// with whether the blob must be stored already (by another repository)
-/// for the upload to reach it.
-const FINISH_POINTS: [(&str, bool); 6] = [
-    ("finish-upload:verified", false),
-    ("finish-upload:recorded", false),
-    ("finish-upload:refreshed", true),
-    ("finish-upload:moved", false),
-    ("finish-upload:linked", false),
-    ("finish-upload:discarded", false),
+/// for the PUT to reach it, and the PUTs that do: without a final chunk
+/// (`false`), with one (`true`).
+const FINISH_POINTS: [(&str, bool, &[bool]); 7] = [
+    ("finish-upload:appended", false, &[true]),
+    ("finish-upload:verified", false, &[false, true]),
+    ("finish-upload:recorded", false, &[false, true]),
+    ("finish-upload:refreshed", true, &[false, true]),
+    ("finish-upload:moved", false, &[false, true]),
+    ("finish-upload:linked", false, &[false, true]),
+    ("finish-upload:discarded", false, &[false, true]),
 ];
 
 /// What `fsck` must report after a crash at a point: a line naming the
@@ -700,24 +702,37 @@ fn crash_points_in_source(prefix: &str) -> std::collections::BTreeSet<String> {
     found
 }
 
-/// An upload whose bytes the server has acknowledged (two PATCHes, 202).
+/// An upload whose bytes the server has acknowledged (two PATCHes, 202),
+/// but for the final chunk its completing PUT carries, if any.
 struct Acknowledged {
     repo: &'static str,
     /// The upload's URL path, for its status.
     status: String,
     /// The completing PUT's path, `?digest=` included.
     put: String,
+    /// The completing PUT's body.
+    final_chunk: Vec<u8>,
     data: Vec<u8>,
     digest: String,
 }
 
-fn acknowledged_upload(s: &Server, repo: &'static str, data: Vec<u8>) -> Acknowledged {
+fn acknowledged_upload(
+    s: &Server,
+    repo: &'static str,
+    data: Vec<u8>,
+    final_chunk: bool,
+) -> Acknowledged {
     let r = s.req("POST", &format!("/v2/{repo}/blobs/uploads/")).send();
     assert_eq!(r.status, 202, "{}", r.text());
     let status = r.location_path();
     let mut next = status.clone();
-    let half = data.len() / 2;
-    for (from, to) in [(0, half), (half, data.len())] {
+    let patched = if final_chunk {
+        data.len() * 2 / 3
+    } else {
+        data.len()
+    };
+    let half = patched / 2;
+    for (from, to) in [(0, half), (half, patched)] {
         let r = s
             .req("PATCH", &next)
             .header("Content-Type", "application/octet-stream")
@@ -734,6 +749,7 @@ fn acknowledged_upload(s: &Server, repo: &'static str, data: Vec<u8>) -> Acknowl
         repo,
         status,
         put: format!("{next}{sep}digest={digest}"),
+        final_chunk: data[patched..].to_vec(),
         data,
         digest,
     }
@@ -784,14 +800,14 @@ fn assert_retry_completes(s: &Server, up: &Acknowledged, when: &str) {
             b.status, 200,
             "{when}: the acknowledged upload is gone and its blob is not linked"
         );
-        let r = s.req("PUT", &up.put).send();
+        let r = s.req("PUT", &up.put).body(up.final_chunk.clone()).send();
         assert_eq!(r.status, 404, "{when}: retried PUT: {}", r.text());
         assert_eq!(r.code(), "BLOB_UPLOAD_UNKNOWN", "{when}");
     } else {
         assert_eq!(st.status, 204, "{when}: upload status: {}", st.text());
         let full = format!("0-{}", up.data.len() - 1);
         assert_eq!(st.header("Range"), Some(full.as_str()), "{when}");
-        let r = s.req("PUT", &up.put).send();
+        let r = s.req("PUT", &up.put).body(up.final_chunk.clone()).send();
         assert_eq!(r.status, 201, "{when}: retried PUT: {}", r.text());
         assert_eq!(r.location_path(), blob, "{when}");
         assert_eq!(
@@ -860,7 +876,15 @@ fn attempt(check: impl FnOnce()) -> Result<(), String> {
 /// Kills the server at `point` on the way through a PUT completing an
 /// acknowledged upload, then checks a retry on the original and `fsck` on
 /// a copy (both, even if the first fails). Returns what went wrong.
-fn crash_at(point: &str, blob_stored: bool, seed: u64) -> Vec<String> {
+fn crash_at(point: &str, blob_stored: bool, final_chunk: bool, seed: u64) -> Vec<String> {
+    let point_and_put = format!(
+        "{point} ({})",
+        if final_chunk {
+            "PUT with a final chunk"
+        } else {
+            "PUT without a body"
+        }
+    );
     let dir = TempDir::new("crash-point");
     let root = dir.0.join("data");
     let data = random_bytes(3 * MIB + seed as usize % 4096, seed);
@@ -872,8 +896,8 @@ fn crash_at(point: &str, blob_stored: bool, seed: u64) -> Vec<String> {
             s.signal_and_wait("TERM");
         }
         let mut s = Server::start_on(&root, "", &[("PRIVATE_REGISTRY_CRASH_AT", point)]);
-        let u = up.insert(acknowledged_upload(&s, "team/finish", data));
-        let r = s.req("PUT", &u.put).try_send();
+        let u = up.insert(acknowledged_upload(&s, "team/finish", data, final_chunk));
+        let r = s.req("PUT", &u.put).body(u.final_chunk.clone()).try_send();
         assert!(
             r.is_err(),
             "the PUT was answered ({:?}): the crash point is not on its path",
@@ -893,7 +917,7 @@ fn crash_at(point: &str, blob_stored: bool, seed: u64) -> Vec<String> {
         );
     });
     if let Err(e) = crashed {
-        return vec![format!("{point}: {e}")];
+        return vec![format!("{point_and_put}: {e}")];
     }
     let up = up.expect("uploaded");
     let retried = attempt(|| {
@@ -903,18 +927,20 @@ fn crash_at(point: &str, blob_stored: bool, seed: u64) -> Vec<String> {
     let checked = attempt(|| assert_fsck_mends(&dir.0.join("fsck-copy"), point, &up));
     [retried, checked]
         .into_iter()
-        .filter_map(|r| r.err().map(|e| format!("{point}: {e}")))
+        .filter_map(|r| r.err().map(|e| format!("{point_and_put}: {e}")))
         .collect()
 }
 
 /// The server is killed at every step of the PUT that completes an upload
-/// whose bytes were acknowledged: afterwards the retried PUT succeeds (or
-/// the blob is linked already), and `fsck` reports and mends what is left.
+/// whose bytes were acknowledged, a PUT without a body and one carrying the
+/// final chunk (which the retry sends again): afterwards the retried PUT
+/// succeeds (or the blob is linked already), and `fsck` reports and mends
+/// what is left.
 /// Every point is tried even when one fails, so one run shows them all.
 #[test]
 fn sigkill_at_every_step_of_completing_an_upload_loses_nothing() {
     let listed: std::collections::BTreeSet<String> =
-        FINISH_POINTS.iter().map(|(p, _)| p.to_string()).collect();
+        FINISH_POINTS.iter().map(|(p, ..)| p.to_string()).collect();
     let in_code = crash_points_in_source("finish-upload:");
     let mut failed = vec![];
     if in_code != listed {
@@ -922,8 +948,11 @@ fn sigkill_at_every_step_of_completing_an_upload_loses_nothing() {
             "FINISH_POINTS {listed:?} must name exactly the crash points in the sources, {in_code:?}"
         ));
     }
-    for (i, (point, stored)) in FINISH_POINTS.iter().enumerate() {
-        failed.extend(crash_at(point, *stored, 0xF1A1 + i as u64));
+    for (i, (point, stored, puts)) in FINISH_POINTS.iter().enumerate() {
+        for &final_chunk in *puts {
+            let seed = 0xF1A1 + 2 * i as u64 + u64::from(final_chunk);
+            failed.extend(crash_at(point, *stored, final_chunk, seed));
+        }
     }
     assert!(
         failed.is_empty(),
@@ -947,7 +976,7 @@ fn a_retried_put_cannot_claim_a_digest_its_upload_did_not_produce() {
 
     let point = "finish-upload:moved";
     let mut s = Server::start_on(&root, "", &[("PRIVATE_REGISTRY_CRASH_AT", point)]);
-    let up = acknowledged_upload(&s, "team/finish", random_bytes(MIB, 0xC1A1));
+    let up = acknowledged_upload(&s, "team/finish", random_bytes(MIB, 0xC1A1), false);
     assert!(s.req("PUT", &up.put).try_send().is_err());
     assert_killed(wait_for_own_death(&mut s).expect("killed at the crash point"));
 
