@@ -637,3 +637,28 @@ async fn next_batch(body: &mut ByteStream) -> Result<Vec<Bytes>> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Verified;
+
+    #[test]
+    fn a_record_reads_back_and_nothing_else_passes_for_one() {
+        let hex = "a".repeat(64);
+        let v = Verified {
+            digest: format!("sha256:{hex}").parse().unwrap(),
+            size: 42,
+        };
+        assert_eq!(Verified::decode(&v.encode()), Some(v));
+        for bad in [
+            String::new(),
+            "42".to_string(),
+            format!("sha256:{hex}"),
+            format!("sha256:{hex} -1"),
+            format!("sha256:{hex} 1 2"),
+            format!("sha256:{} 1", &hex[1..]),
+        ] {
+            assert_eq!(Verified::decode(bad.as_bytes()), None, "{bad:?}");
+        }
+    }
+}
