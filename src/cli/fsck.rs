@@ -24,8 +24,9 @@ pub struct FsckArgs {
     /// operations.
     #[arg(long)]
     repair: bool,
-    /// Temporary files and staging directories younger than this may belong
-    /// to a request in progress and are left alone (Go duration).
+    /// Temporary files, staging directories and half-completed uploads
+    /// younger than this may belong to a request in progress and are left
+    /// alone (Go duration).
     #[arg(long, default_value = "1h", value_parser = config::duration::parse)]
     grace: Duration,
 }

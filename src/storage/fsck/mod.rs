@@ -24,8 +24,8 @@ use std::time::{Duration, SystemTime};
 
 pub struct Options {
     pub repair: bool,
-    /// Temporary files and staging directories younger than this may belong
-    /// to a request in progress: not reported.
+    /// Temporary files, staging directories and half-completed uploads
+    /// younger than this may belong to a request in progress: not reported.
     pub grace: Duration,
 }
 

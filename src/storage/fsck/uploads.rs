@@ -38,7 +38,9 @@ impl Check<'_> {
             Stage::Lost(v) => {
                 let problem = match &v {
                     Some(_) => "completed upload whose blob is no longer stored: nothing to link",
-                    None => "upload without data (its removal was interrupted): nothing to resume",
+                    None => {
+                        "upload without data (an interrupted start or removal): nothing to resume"
+                    }
                 };
                 let fixed = self.remove_upload(repo, id).await?;
                 self.problem(dir, v.as_ref().map(|v| &v.digest), problem.into(), fixed);
