@@ -3,7 +3,9 @@
 //! repository, or linked and not removed. An upload still holding its data
 //! is its client's to resume (or upload purging's to remove), not a problem.
 
-use super::super::{Result, error::optional, paths, uploads::Stage, uploads::Verified};
+use super::super::{
+    Result, StorageError, error::optional, paths, uploads::Stage, uploads::Verified,
+};
 use super::Check;
 use crate::names::RepoName;
 
@@ -28,9 +30,10 @@ impl Check<'_> {
         if info.is_none_or(|i| i.modified >= self.cutoff) {
             return Ok(());
         }
-        // Not an id an upload can have: not ours to judge.
-        let Ok(stage) = self.reg.upload_stage(repo, id).await else {
-            return Ok(());
+        let stage = match self.reg.upload_stage(repo, id).await {
+            // Not an id an upload can have: not ours to judge.
+            Err(StorageError::UploadUnknown(_)) => return Ok(()),
+            r => r?,
         };
         match stage {
             Stage::Open(_) | Stage::Verified(_) => Ok(()),
