@@ -3,7 +3,10 @@
 //! restarted on the same data directory, and what it then serves (and what
 //! lies on disk) must be either the old state or the new one, never something
 //! in between. Loops are bounded; kill delays come from a seeded PRNG whose
-//! seed is printed, and no assertion depends on wall-clock time.
+//! seed is printed, and no assertion depends on wall-clock time. Completing
+//! an upload is also interrupted at each of its steps in turn, not by
+//! chance: the server kills itself at a named crash point
+//! (`PRIVATE_REGISTRY_CRASH_AT`, src/crashpoint.rs).
 
 mod common;
 
