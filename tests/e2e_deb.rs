@@ -677,7 +677,7 @@ fn served_fingerprint(c: &Container) -> String {
 /// The same, or an empty string while nothing serves TLS on port 443.
 fn try_served_fingerprint(c: &Container) -> String {
     text(&c.sh(&format!(
-        "openssl s_client -connect '[::1]:443' -servername {HOST} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256 2>/dev/null"
+        "timeout 10 openssl s_client -connect '[::1]:443' -servername {HOST} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256 2>/dev/null"
     ))
     .stdout)
 }
@@ -1280,7 +1280,7 @@ fn docker_logs_in_pushes_and_pulls_trusting_only_the_generated_ca() {
 /// The service as started by its first connection, with READY=1 sent.
 fn start_service(c: &Container) {
     c.ok(&format!(
-        "curl -sS -o /dev/null --retry 10 --retry-connrefused {LOCAL}/v2/"
+        "curl -sS -o /dev/null -m 10 --retry 10 --retry-connrefused {LOCAL}/v2/"
     ));
     assert!(
         wait_for(10, || c
@@ -1389,7 +1389,7 @@ fn port_443_taken_leaves_the_local_listener_working_and_is_served_once_free() {
     // The local listener works, again and again (no trigger limit), and so
     // does the service behind it.
     let codes = c.ok(&format!(
-        "for i in $(seq 40); do curl -sS -o /dev/null -w '%{{http_code}}\\n' --retry 5 --retry-connrefused {LOCAL}/v2/; done"
+        "for i in $(seq 40); do curl -sS -m 10 -o /dev/null -w '%{{http_code}}\\n' --retry 5 --retry-connrefused {LOCAL}/v2/ || exit 1; done"
     ));
     assert!(
         codes.lines().count() == 40 && codes.lines().all(|l| l == "200" || l == "401"),
@@ -1398,7 +1398,7 @@ fn port_443_taken_leaves_the_local_listener_working_and_is_served_once_free() {
     );
     start_service(&c);
     let hello = c.ok(&format!(
-        "echo hello >/var/tmp/hello && curl -sS -o /dev/null -w '%{{http_code}}' -X POST --data-binary @/var/tmp/hello \
+        "echo hello >/var/tmp/hello && curl -sS -m 10 -o /dev/null -w '%{{http_code}}' -X POST --data-binary @/var/tmp/hello \
          \"{LOCAL}/v2/local/hello/blobs/uploads/?digest=sha256:$(sha256sum /var/tmp/hello | cut -d' ' -f1)\""
     ));
     assert_eq!(hello, "201", "anonymous push on the local listener");
@@ -1436,7 +1436,7 @@ fn port_443_taken_leaves_the_local_listener_working_and_is_served_once_free() {
         c.journal()
     );
     let code = c.ok(&format!(
-        "curl -sS -o /dev/null -w '%{{http_code}}' --retry 10 --retry-connrefused --retry-all-errors -u {USER}:{PASSWORD} \
+        "curl -sS -m 10 -o /dev/null -w '%{{http_code}}' --retry 10 --retry-connrefused --retry-all-errors -u {USER}:{PASSWORD} \
          --cacert /etc/private-registry/tls/ca.crt --resolve {HOST}:443:127.0.0.1 https://{HOST}/v2/local/hello/tags/list"
     ));
     assert!(code == "200" || code == "404", "HTTPS on port 443: {code}");
@@ -1445,7 +1445,7 @@ fn port_443_taken_leaves_the_local_listener_working_and_is_served_once_free() {
         "active\nactive\nactive\n"
     );
     let codes = c.ok(&format!(
-        "curl -sS -o /dev/null -w '%{{http_code}}' --retry 5 --retry-connrefused {LOCAL}/v2/"
+        "curl -sS -m 10 -o /dev/null -w '%{{http_code}}' --retry 5 --retry-connrefused {LOCAL}/v2/"
     ));
     assert!(codes == "200" || codes == "401", "local listener: {codes}");
     // The retry helper has finished.
