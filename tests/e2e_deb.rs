@@ -1411,7 +1411,7 @@ fn port_443_taken_leaves_the_local_listener_working_and_is_served_once_free() {
 
     // systemctl status says what is wrong.
     let status = text(
-        &c.sh("systemctl status --no-pager -l -n 20 private-registry.service")
+        &c.sh("systemctl status --no-pager private-registry.service")
             .stdout,
     );
     assert!(
