@@ -308,3 +308,79 @@ mod tls_port {
         assert_eq!(r.status, 200, "TLS still served");
     }
 }
+
+/// Sends `head` and `body` from another thread, ignoring write errors (the
+/// server may answer and close before taking the whole body), and returns
+/// everything the server sent before closing.
+fn send_early_answered(addr: SocketAddr, head: String, body: Vec<u8>) -> String {
+    let mut c = TcpStream::connect(addr).unwrap();
+    let mut w = c.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = w.write_all(head.as_bytes());
+        for piece in body.chunks(64 << 10) {
+            if w.write_all(piece).is_err() {
+                return;
+            }
+        }
+    });
+    let answer =
+        read_until_closed(&mut c, Duration::from_secs(60)).expect("server kept the connection");
+    let _ = writer.join();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// `privateregistry.limits.maxuploadbytes` caps one upload, all its
+/// requests together: a body announcing more is refused before it is read,
+/// one that streams past the limit is cut off before the excess is written,
+/// and what was acknowledged before stays and still completes.
+#[test]
+fn an_upload_past_maxuploadbytes_is_refused_and_loses_nothing() {
+    const MIB: usize = 1 << 20;
+    let limit = 5 * MIB / 2;
+    let s = Server::start_with(&format!(
+        "privateregistry:\n  limits:\n    maxuploadbytes: {limit}\n"
+    ));
+    let big = vec![1u8; 3 * MIB];
+    let digest = sha256(&big);
+    // Announced too large: 413 at once.
+    let head = format!(
+        "POST /v2/a/blobs/uploads/?digest={digest} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        big.len()
+    );
+    let answer = send_early_answered(s.addr, head, big.clone());
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("BLOB_UPLOAD_INVALID"), "{answer}");
+    assert!(answer.contains("maxuploadbytes"), "{answer}");
+
+    // Acknowledged 2 MiB, then a chunked PATCH (no length announced) that
+    // would go past the limit: refused, and the 2 MiB are still there.
+    let first = vec![2u8; 2 * MIB];
+    let r = s.req("POST", "/v2/a/blobs/uploads/").send();
+    let r = s
+        .req("PATCH", &r.location_path())
+        .body(first.clone())
+        .send();
+    assert_eq!(r.status, 202, "{}", r.text());
+    let upload = r.location_path();
+    let mut chunked = Vec::new();
+    for piece in big.chunks(64 << 10) {
+        chunked.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        chunked.extend_from_slice(piece);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let head = format!("PATCH {upload} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    let answer = send_early_answered(s.addr, head, chunked);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    let r = s.req("GET", &upload).send();
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        r.header("Range"),
+        Some(format!("0-{}", 2 * MIB - 1).as_str())
+    );
+    let sep = if upload.contains('?') { '&' } else { '?' };
+    let done = s
+        .req("PUT", &format!("{upload}{sep}digest={}", sha256(&first)))
+        .send();
+    assert_eq!(done.status, 201, "{}", done.text());
+}

@@ -193,6 +193,8 @@ impl From<StorageError> for ApiError {
             ),
             RangeInvalid { size } => ApiError::new(Code::RangeInvalid, detail)
                 .with_header("Range", super::upload_range(size)),
+            UploadTooLarge { .. } => ApiError::new(Code::BlobUploadInvalid, detail)
+                .with_status(StatusCode::PAYLOAD_TOO_LARGE),
             Body(_) => ApiError::new(Code::BlobUploadInvalid, detail),
             Driver(_) | CorruptLink { .. } => {
                 log::error!("{detail}");

@@ -8,13 +8,22 @@ use super::error::{ApiError, Code};
 use super::{Api, ApiResult, header, method_not_allowed, query_param, upload_range};
 use crate::digest::Digest;
 use crate::names::RepoName;
-use crate::storage::ByteStream;
+use crate::storage::{ByteStream, StorageError};
 use hyper::body::Incoming;
 use hyper::http::request::Parts;
 use hyper::{Method, Response, StatusCode};
 
-fn stream(body: Incoming) -> ByteStream {
-    Box::pin(IncomingStream(body))
+/// The request body for the storage layer, which enforces
+/// `privateregistry.limits.maxuploadbytes` as bytes arrive. A body that
+/// announces more than the limit is refused before any of it is read.
+fn stream(api: &Api, req: &Parts, body: Incoming) -> Result<ByteStream, ApiError> {
+    let declared = header(req, "Content-Length").and_then(|l| l.parse::<u64>().ok());
+    if let (Some(limit), Some(len)) = (api.registry.upload_limit(), declared)
+        && len > limit
+    {
+        return Err(StorageError::UploadTooLarge { limit }.into());
+    }
+    Ok(Box::pin(IncomingStream(body)))
 }
 
 /// Starts an upload. A mount from a repository `may_pull` refuses falls
@@ -38,7 +47,9 @@ pub async fn start(
         }
     } else if let Some(digest) = query_param(req, "digest") {
         let d = parse_digest(&digest)?;
-        api.registry.put_blob(repo, &d, stream(body)).await?;
+        api.registry
+            .put_blob(repo, &d, stream(api, req, body)?)
+            .await?;
         return Ok(created(api, req, repo, &d));
     }
     let id = api.registry.start_upload(repo).await?;
@@ -61,7 +72,7 @@ pub async fn handle(
             let start = content_range_start(req)?;
             let size = api
                 .registry
-                .append_upload(repo, id, start, stream(body))
+                .append_upload(repo, id, start, stream(api, req, body)?)
                 .await?;
             Ok(progress(api, req, repo, id, size, StatusCode::ACCEPTED))
         }
@@ -74,7 +85,7 @@ pub async fn handle(
             })?;
             let d = parse_digest(&digest)?;
             api.registry
-                .finish_upload(repo, id, &d, Some(stream(body)))
+                .finish_upload(repo, id, &d, Some(stream(api, req, body)?))
                 .await?;
             Ok(created(api, req, repo, &d))
         }

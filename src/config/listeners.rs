@@ -53,8 +53,12 @@ pub struct Limits {
     /// A connection on which nothing moves in either direction for this long
     /// is closed, mid-request included, so a stalled upload frees its slot.
     pub idletimeout: GoDuration,
-    /// Connections served at once across all listeners; more wait in the backlog.
+    /// Connections served at once across all listeners; when all are taken
+    /// the longest idle gives way, and more wait only while all are busy.
     pub maxconnections: usize,
+    /// The most one blob upload may hold, all its requests together; 0 for
+    /// no limit (distribution has none). Beyond it, 413.
+    pub maxuploadbytes: u64,
 }
 
 impl Default for Limits {
@@ -65,6 +69,7 @@ impl Default for Limits {
             headertimeout: GoDuration(Duration::from_secs(10)),
             idletimeout: GoDuration(Duration::from_secs(120)),
             maxconnections: 1024,
+            maxuploadbytes: 0,
         }
     }
 }
@@ -182,5 +187,12 @@ impl Config {
                 l.addr
             ),
         ))
+    }
+}
+
+impl Limits {
+    /// `maxuploadbytes` as the storage layer takes it.
+    pub fn upload_limit(&self) -> Option<u64> {
+        (self.maxuploadbytes > 0).then_some(self.maxuploadbytes)
     }
 }

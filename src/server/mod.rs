@@ -69,7 +69,9 @@ pub async fn run(
     let configured = config.listeners()?;
     let debug_listener = config.debug_listener(&mut vec![])?;
     let root = config.root_directory();
-    let registry = Arc::new(Registry::new(Arc::new(FilesystemDriver::new(&root))));
+    let limit = config.privateregistry.limits.upload_limit();
+    let registry =
+        Arc::new(Registry::new(Arc::new(FilesystemDriver::new(&root))).with_upload_limit(limit));
     registry
         .check()
         .await

@@ -22,6 +22,10 @@ pub enum StorageError {
     ManifestBlobUnknown(Digest),
     #[error("upload range out of order: upload is at offset {size}")]
     RangeInvalid { size: u64 },
+    #[error(
+        "the upload would exceed its {limit}-byte limit (privateregistry.limits.maxuploadbytes)"
+    )]
+    UploadTooLarge { limit: u64 },
     #[error("upload body: {0}")]
     Body(std::io::Error),
     #[error("storage: {0}")]

@@ -36,6 +36,8 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>
 pub struct Registry {
     driver: Arc<dyn StorageDriver>,
     uploads: uploads::Sessions,
+    /// The most one upload may hold (`privateregistry.limits.maxuploadbytes`).
+    upload_limit: Option<u64>,
 }
 
 impl Registry {
@@ -43,7 +45,19 @@ impl Registry {
         Registry {
             driver,
             uploads: uploads::Sessions::default(),
+            upload_limit: None,
         }
+    }
+
+    pub fn with_upload_limit(self, upload_limit: Option<u64>) -> Self {
+        Registry {
+            upload_limit,
+            ..self
+        }
+    }
+
+    pub fn upload_limit(&self) -> Option<u64> {
+        self.upload_limit
     }
 
     /// Checks the storage can be written and read back: before serving, and

@@ -523,6 +523,16 @@ impl Registry {
     /// the next batch, writing the current one, and hashing on a blocking
     /// thread fed through a bounded channel. Request body chunks are passed
     /// along without copying; the driver copies them once into its buffer.
+    /// Refuses a batch that would take the upload past
+    /// `privateregistry.limits.maxuploadbytes`, before any of it is written.
+    fn check_limit(&self, size: u64, batch: &[Bytes]) -> Result<()> {
+        let adding: u64 = batch.iter().map(|b| b.len() as u64).sum();
+        match self.upload_limit {
+            Some(limit) if size + adding > limit => Err(StorageError::UploadTooLarge { limit }),
+            _ => Ok(()),
+        }
+    }
+
     async fn write_stream(
         &self,
         repo: &RepoName,
@@ -539,6 +549,7 @@ impl Registry {
             && chunks.iter().map(Bytes::len).sum::<usize>() < CHUNK
         {
             // The whole body is here and small: no thread for hashing.
+            self.check_limit(writer.size(), chunks)?;
             let mut hasher = p.hasher.get().await?;
             chunks.iter().for_each(|c| hasher.update(c));
             writer.write(batch?).await?;
@@ -567,6 +578,9 @@ impl Registry {
                 Ok(c) => c,
                 Err(e) => break Err(e),
             };
+            if let Err(e) = self.check_limit(writer.size(), &chunks) {
+                break Err(e);
+            }
             if tx.send(chunks.clone()).await.is_err() {
                 break Err(stopped());
             }
