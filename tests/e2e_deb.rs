@@ -1418,6 +1418,13 @@ fn port_443_taken_leaves_the_local_listener_working_and_is_served_once_free() {
         status.contains("port 443") && status.contains("in use by openssl"),
         "systemctl status private-registry must say that port 443 is taken:\n{status}"
     );
+    // And the daemon's own status line, which later log lines cannot push
+    // out of view.
+    let line = c.ok("systemctl show -p StatusText --value private-registry.service");
+    assert!(
+        line.contains("NOT listening on") && line.contains("\"network\""),
+        "StatusText: {line}"
+    );
 
     // A certificate and a user while the port is still taken; then the port
     // is freed, and nothing else is done.

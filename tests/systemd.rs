@@ -216,6 +216,29 @@ fn a_passed_socket_no_listener_claims_is_refused() {
     );
 }
 
+/// A listener systemd passes no socket for (its socket unit failed: the
+/// port is taken) is named in the status line, while the others serve.
+#[test]
+fn a_listener_systemd_did_not_pass_is_named_in_the_status() {
+    let dir = TempDir::new("sd");
+    let (local, network) = (free_port(), free_port());
+    let config = dir.0.join("config.yml");
+    let extra = format!(
+        "privateregistry:\n  listeners:\n    - {{name: local, addr: '127.0.0.1:{local}'}}\n    - {{name: network, addr: '127.0.0.1:{network}'}}\n"
+    );
+    std::fs::write(&config, config_yaml(&dir.0.join("data"), &extra)).unwrap();
+    let mut notify = Notify::bind(&dir.0);
+    let env = [format!("NOTIFY_SOCKET={}", notify.path)];
+    let child = socket_activate(&[local], "local", &env, &config);
+    let _proc = ProcGuard(Some(child));
+    let _first = first_connection(local);
+    let ready = notify.wait_for("READY=1");
+    let absent = format!("NOT listening on 127.0.0.1:{network} (\"network\")");
+    assert!(ready.contains(&absent), "{ready}");
+    let addr = format!("127.0.0.1:{local}").parse().unwrap();
+    assert_eq!(req_to(addr, "GET", "/v2/").send().status, 200);
+}
+
 /// The debug listener takes a passed socket bound to its address (here
 /// named for nothing the daemon knows), instead of binding its own.
 #[test]

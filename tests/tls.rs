@@ -706,3 +706,30 @@ fn aes128_is_preferred_unless_the_client_leads_with_chacha20() {
         "ECDHE-ECDSA-AES128-GCM-SHA256"
     );
 }
+
+/// Before its certificate exists (`awaitcertificate`, as the package
+/// starts), the TLS port answers TLS clients with a handshake-failure alert
+/// and plain HTTP with a 400 that says what to do; once the files appear it
+/// serves TLS without a restart.
+#[test]
+fn before_its_certificate_exists_the_tls_port_says_so() {
+    let (dir, pki) = pki();
+    let cert = pki.server("a", KeyType::EcdsaP256, SANS);
+    let later = CertPaths {
+        cert: dir.0.join("later.crt"),
+        key: dir.0.join("later.key"),
+    };
+    let s = start_tls(&later, &[], "privateregistry:\n  awaitcertificate: true\n");
+    let config = client(&pki, ClientOpts::default());
+    let e = get_v2(s.addr, &config).unwrap_err();
+    assert_eq!(
+        alert_received(&e),
+        Some(AlertDescription::HandshakeFailure),
+        "{e:?}"
+    );
+    let r = req_to(s.addr, "GET", "/v2/").send();
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("private-registry-certgen"), "{}", r.text());
+    install(&cert, &later);
+    assert!(wait_for(20, || get_v2(s.addr, &config).is_ok_and(|r| r.status == 200)));
+}

@@ -94,14 +94,15 @@ pub async fn serve(shared: Arc<Shared>, c: Accepted) {
     if !tls {
         return conn.run_http(Tracked::new(stream, activity)).await;
     }
-    match conn.until_first_request(plain::sniff(&stream)).await {
-        Some(Ok(plain::Hello::Tls)) => {}
-        Some(Ok(plain::Hello::PlainHttp)) => return plain::refuse(stream, peer).await,
-        Some(Ok(plain::Hello::Closed) | Err(_)) | None => return,
-    }
-    let Some(configs) = shared.current.get().tls.as_ref().and_then(|t| t.config()) else {
-        log::debug!("tls connection from {peer} closed: no certificate yet");
-        return;
+    let hello = conn.until_first_request(plain::sniff(&stream)).await;
+    let configs = shared.current.get().tls.as_ref().and_then(|t| t.config());
+    let configs = match (hello, configs) {
+        (Some(Ok(plain::Hello::Tls)), Some(c)) => c,
+        (Some(Ok(plain::Hello::Tls)), None) => return plain::no_certificate(stream, peer).await,
+        (Some(Ok(plain::Hello::PlainHttp)), c) => {
+            return plain::refuse(stream, peer, c.is_some()).await;
+        }
+        (Some(Ok(plain::Hello::Closed) | Err(_)) | None, _) => return,
     };
     // The configuration depends on the hello: see `tls::suites`.
     let io = Tracked::new(stream, activity);

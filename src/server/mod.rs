@@ -89,6 +89,11 @@ pub async fn run(
         None => None,
     };
     let bound = bind_all(&configured, passed).await?;
+    let absent = configured
+        .iter()
+        .filter(|l| !bound.iter().any(|b| b.listener.name == l.name))
+        .map(|l| format!("{} ({:?})", l.addr, l.name))
+        .collect();
     let current = Arc::new(Current::new(runtime));
     let slots = Slots::new(config.privateregistry.limits.maxconnections);
     let (tx, rx) = mpsc::channel(64);
@@ -119,6 +124,7 @@ pub async fn run(
         config,
         reload,
         slots,
+        absent,
     };
     log::info!("ready: {}", state.status());
     systemd::ready(&state.status());
@@ -160,14 +166,15 @@ async fn bind_all(
         return Ok(bound);
     }
     let assigned = activation::assign(passed, configured)?;
-    for l in configured {
-        if !assigned.iter().any(|(a, _)| a.name == l.name) {
-            log::warn!(
-                "listener {:?} ({}) was not passed by systemd; not listening there",
-                l.name,
-                l.addr
-            );
-        }
+    for l in configured
+        .iter()
+        .filter(|l| !assigned.iter().any(|(a, _)| a.name == l.name))
+    {
+        log::warn!(
+            "listener {:?} ({}) was not passed by systemd (its socket unit failed?); not listening there",
+            l.name,
+            l.addr
+        );
     }
     assigned
         .into_iter()
@@ -188,6 +195,9 @@ struct State {
     config: Config,
     reload: Reload,
     slots: Arc<Slots>,
+    /// Listeners configured but not listening: systemd passed no socket
+    /// for them (its socket unit failed, say because the port is taken).
+    absent: Vec<String>,
 }
 
 impl State {
@@ -200,7 +210,14 @@ impl State {
         };
         let open = self.slots.open();
         let served = self.shared.requests.load(Ordering::Relaxed);
-        format!("serving: {open} connection(s) open, {served} request(s) served{tls}")
+        let absent = match self.absent.as_slice() {
+            [] => String::new(),
+            a => format!(
+                "; NOT listening on {}: no socket from systemd (see its .socket unit)",
+                a.join(", ")
+            ),
+        };
+        format!("serving: {open} connection(s) open, {served} request(s) served{tls}{absent}")
     }
 
     /// Re-reads the configuration and swaps in what it describes. Listeners

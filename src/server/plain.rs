@@ -1,6 +1,8 @@
-//! Plain HTTP sent to a TLS port. A TLS server would answer with alert
-//! bytes, which Docker prints as `malformed HTTP response "\x15\x03…"`;
-//! like Go's servers, we answer with a readable HTTP 400 instead.
+//! What a TLS port says when it cannot speak TLS with the client. Plain
+//! HTTP would get alert bytes, which Docker prints as `malformed HTTP
+//! response "\x15\x03…"`; like Go's servers, we answer with a readable
+//! HTTP 400 instead. Before a certificate exists, TLS clients get a
+//! handshake-failure alert.
 
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,17 +29,20 @@ pub async fn sniff(stream: &TcpStream) -> std::io::Result<Hello> {
     })
 }
 
-const ANSWER: &str = "This port speaks HTTPS only: use https:// in the registry's address.\n";
+const USE_HTTPS: &str = "This port speaks HTTPS only: use https:// in the registry's address.\n";
+const NO_CERTIFICATE: &str = "This port speaks HTTPS only, and has no certificate yet: \
+    the administrator creates one with private-registry-certgen HOST.\n";
 
-/// Answers 400 and closes.
-pub async fn refuse(mut stream: TcpStream, peer: std::net::SocketAddr) {
+/// Answers 400 and closes; `ready` says whether TLS is being served yet.
+pub async fn refuse(mut stream: TcpStream, peer: std::net::SocketAddr, ready: bool) {
     log::debug!("connection from {peer}: plain HTTP on a TLS port, answered 400");
+    let answer = if ready { USE_HTTPS } else { NO_CERTIFICATE };
     let head = format!(
         "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        ANSWER.len()
+        answer.len()
     );
     if stream.write_all(head.as_bytes()).await.is_err()
-        || stream.write_all(ANSWER.as_bytes()).await.is_err()
+        || stream.write_all(answer.as_bytes()).await.is_err()
         || stream.shutdown().await.is_err()
     {
         return;
@@ -55,4 +60,17 @@ pub async fn refuse(mut stream: TcpStream, peer: std::net::SocketAddr) {
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+}
+
+/// A fatal `handshake_failure` alert, TLS 1.2 record framing (which TLS 1.3
+/// clients accept for alerts sent before the handshake completes).
+const HANDSHAKE_FAILURE: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 40];
+
+/// Ends a TLS hello arriving before any certificate exists with an alert, so
+/// clients report a failed handshake rather than a connection closed
+/// mid-handshake; the log and the status line say what to do.
+pub async fn no_certificate(mut stream: TcpStream, peer: std::net::SocketAddr) {
+    log::debug!("tls connection from {peer}: no certificate yet, answered handshake_failure");
+    let _ = stream.write_all(&HANDSHAKE_FAILURE).await;
+    let _ = stream.shutdown().await;
 }

@@ -27,7 +27,7 @@ impl TlsState {
         let missing = !files.certificate.exists() || !files.key.exists();
         let config = if wait && missing {
             log::warn!(
-                "tls: no certificate at {} yet; TLS listeners refuse connections until it exists. Create one with: private-registry-certgen HOST",
+                "tls: no certificate at {} yet; TLS listeners answer with a handshake failure until it exists. Create one with: private-registry-certgen HOST",
                 files.certificate.display()
             );
             None
