@@ -729,7 +729,12 @@ fn before_its_certificate_exists_the_tls_port_says_so() {
     );
     let r = req_to(s.addr, "GET", "/v2/").send();
     assert_eq!(r.status, 400);
-    assert!(r.text().contains("private-registry-certgen"), "{}", r.text());
+    assert!(
+        r.text().contains("private-registry-certgen"),
+        "{}",
+        r.text()
+    );
     install(&cert, &later);
-    assert!(wait_for(20, || get_v2(s.addr, &config).is_ok_and(|r| r.status == 200)));
+    assert!(wait_for(20, || get_v2(s.addr, &config)
+        .is_ok_and(|r| r.status == 200)));
 }
