@@ -110,15 +110,21 @@ fn kill(pid: u32, sig: &str) {
         .unwrap();
 }
 
-#[test]
-fn socket_activation_and_notify_messages() {
-    let dir = TempDir::new("sd");
+/// A config with plain listeners "local" and "network" on free ports.
+fn two_listeners(dir: &TempDir) -> (u16, u16, std::path::PathBuf) {
     let (local, network) = (free_port(), free_port());
     let config = dir.0.join("config.yml");
     let extra = format!(
         "privateregistry:\n  listeners:\n    - {{name: local, addr: '127.0.0.1:{local}'}}\n    - {{name: network, addr: '127.0.0.1:{network}'}}\n"
     );
     std::fs::write(&config, config_yaml(&dir.0.join("data"), &extra)).unwrap();
+    (local, network, config)
+}
+
+#[test]
+fn socket_activation_and_notify_messages() {
+    let dir = TempDir::new("sd");
+    let (local, network, config) = two_listeners(&dir);
     let mut notify = Notify::bind(&dir.0);
     // Names given in the opposite order to the ports: the daemon must go by
     // name, not by position or address.
@@ -221,12 +227,7 @@ fn a_passed_socket_no_listener_claims_is_refused() {
 #[test]
 fn a_listener_systemd_did_not_pass_is_named_in_the_status() {
     let dir = TempDir::new("sd");
-    let (local, network) = (free_port(), free_port());
-    let config = dir.0.join("config.yml");
-    let extra = format!(
-        "privateregistry:\n  listeners:\n    - {{name: local, addr: '127.0.0.1:{local}'}}\n    - {{name: network, addr: '127.0.0.1:{network}'}}\n"
-    );
-    std::fs::write(&config, config_yaml(&dir.0.join("data"), &extra)).unwrap();
+    let (local, network, config) = two_listeners(&dir);
     let mut notify = Notify::bind(&dir.0);
     let env = [format!("NOTIFY_SOCKET={}", notify.path)];
     let child = socket_activate(&[local], "local", &env, &config);

@@ -621,8 +621,10 @@ fn plain_and_tls_listeners_serve_side_by_side_each_only_its_own_protocol() {
     assert_eq!(r.status, 200);
     assert_eq!(r.tls.unwrap().peer_cert, cert.sha256());
 
-    let r = req_to(secure, "GET", "/v2/").try_send();
-    assert!(r.is_err(), "plain HTTP on the TLS port: {r:?}");
+    // Plain HTTP on the TLS port is told to use https, not served.
+    let r = req_to(secure, "GET", "/v2/").send();
+    assert_eq!(r.status, 400, "plain HTTP on the TLS port: {}", r.text());
+    assert!(r.text().contains("https://"), "{}", r.text());
     let r = get_v2(plain, &config);
     assert!(r.is_err(), "TLS on the plain port: {r:?}");
 }
