@@ -512,3 +512,67 @@ fn an_index_shows_its_platforms_and_links_its_images() {
         "an index has no layers of its own"
     );
 }
+
+const BROWSER_ACCEPT: &str =
+    "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8";
+
+#[test]
+fn a_browser_without_a_login_gets_a_login_page_and_clients_keep_json() {
+    let (s, _dir) = start("", &[]);
+    let challenge = format!("Basic realm=\"{REALM}\"");
+    for path in ["/ui/", "/ui/r/team/app", "/", "/v2/", "/ca.crt"] {
+        let r = s.req("GET", path).header("Accept", BROWSER_ACCEPT).send();
+        assert_eq!(r.status, 401, "{path}");
+        assert_eq!(
+            r.header("WWW-Authenticate"),
+            Some(challenge.as_str()),
+            "{path}"
+        );
+        assert_eq!(
+            r.header("Content-Type"),
+            Some("text/html; charset=utf-8"),
+            "{path}"
+        );
+        assert!(r.header("Content-Security-Policy").is_some(), "{path}");
+        let html = r.text();
+        assert!(
+            html.contains("<h1>Log in</h1>") && html.contains("needs a login"),
+            "{path}: {html}"
+        );
+        // Nothing on it needs a login itself, or the dialog would come back.
+        assert!(
+            !html.contains("<link") && !html.contains("<script"),
+            "{html}"
+        );
+    }
+    let wrong = s
+        .req("GET", "/ui/")
+        .header("Accept", BROWSER_ACCEPT)
+        .header("Authorization", &basic_auth("alice", "wrong"))
+        .send();
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.text().contains("not accepted"), "{}", wrong.text());
+
+    // Registry clients and curl ask for no HTML and get the spec's JSON.
+    for accept in [None, Some("*/*"), Some("application/json")] {
+        let mut r = s.req("GET", "/ui/");
+        if let Some(a) = accept {
+            r = r.header("Accept", a);
+        }
+        let r = r.send();
+        assert_eq!(r.status, 401, "{accept:?}");
+        assert_eq!(r.header("WWW-Authenticate"), Some(challenge.as_str()));
+        assert_eq!(
+            r.header("Content-Type"),
+            Some("application/json"),
+            "{accept:?}"
+        );
+        assert_eq!(r.code(), "UNAUTHORIZED");
+    }
+    let head = s
+        .req("HEAD", "/v2/")
+        .header("Accept", BROWSER_ACCEPT)
+        .send();
+    assert_eq!(head.status, 401);
+    assert!(head.body.is_empty());
+}
