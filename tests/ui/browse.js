@@ -79,6 +79,10 @@ async function adminFlow(browser) {
   for (const t of [DELETE_TAG, KEEP_TAG]) {
     await page.locator(`a[href="/ui/r/${REPO}/-/m/${t}"]`).waitFor();
   }
+  const pushedColumn = await page.locator("thead th").evaluateAll((ths) => ths.findIndex((th) => th.innerText === "Pushed"));
+  expect(pushedColumn > 0, "the tags table has a Pushed column");
+  const pushed = await page.locator(`tr:has(a[href="/ui/r/${REPO}/-/m/${KEEP_TAG}"]) td`).nth(pushedColumn).innerText();
+  expect(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/.test(pushed), `push time of ${KEEP_TAG}: ${pushed}`);
   await shot(page, "3-tags", "laptop");
   await page.locator(`a[href="/ui/r/${REPO}/-/m/${KEEP_TAG}"]`).click();
   await page.getByRole("heading", { name: `${REPO}:${KEEP_TAG}` }).waitFor();
