@@ -164,7 +164,7 @@ impl Image {
     /// The readable entries of an index that are images, leaving out
     /// attestations and other artifacts (buildx adds one per platform),
     /// which are not something one runs.
-    pub fn platform_images(&self) -> impl Iterator<Item = &Image> {
+    fn platform_images(&self) -> impl Iterator<Item = &Image> {
         self.children.iter().flatten().filter(|c| c.is_image())
     }
 
