@@ -503,7 +503,7 @@ fn an_index_shows_its_platforms_and_links_its_images() {
     for e in &entries {
         let d = e["digest"].as_str().unwrap();
         assert!(
-            detail.contains(&format!("href=\"/ui/r/team/multi/-/m/{d}\"")),
+            detail.contains(&format!("href=\"/ui/r/team/multi/-/m/{d}?index=latest\"")),
             "{d}"
         );
     }
@@ -511,4 +511,290 @@ fn an_index_shows_its_platforms_and_links_its_images() {
         !detail.contains("<h2>Layers"),
         "an index has no layers of its own"
     );
+}
+
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// A decimal size as the pages write it (the sizes here are all kilobytes).
+fn kb(bytes: usize) -> String {
+    format!("{:.1} kB", bytes as f64 / 1000.0)
+}
+
+/// Pushes one entry of an index: a manifest whose config has `config_type`
+/// and `config`, with a layer of `layer_len` bytes. Returns the index entry
+/// and the entry's own size (manifest, config and layer).
+fn push_entry(
+    s: &Server,
+    repo: &str,
+    config_type: &str,
+    config: serde_json::Value,
+    layer_len: usize,
+) -> (serde_json::Value, usize) {
+    let config = config.to_string();
+    let c = push_blob(s, repo, config.as_bytes());
+    let layer = random_bytes(layer_len, layer_len as u64);
+    let l = push_blob(s, repo, &layer);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": { "mediaType": config_type, "digest": c, "size": config.len() },
+        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": l, "size": layer_len }],
+    })
+    .to_string();
+    let d = sha256(manifest.as_bytes());
+    let r = s
+        .req("PUT", &format!("/v2/{repo}/manifests/{d}"))
+        .header("Content-Type", OCI_MANIFEST)
+        .body(manifest.clone())
+        .send();
+    assert_eq!(r.status, 201, "{}", r.text());
+    let entry =
+        serde_json::json!({ "mediaType": OCI_MANIFEST, "digest": d, "size": manifest.len() });
+    (entry, manifest.len() + config.len() + layer_len)
+}
+
+/// Pushes `team/multi:latest`: linux/amd64 built 2026-01-02 (100 kB layer),
+/// linux/arm64 built 2026-03-04 (250 kB layer), and an attestation entry
+/// as buildx adds (5 kB layer). Returns the two images' digests and sizes.
+fn push_multi_platform(s: &Server) -> Vec<(String, usize)> {
+    let config_type = "application/vnd.oci.image.config.v1+json";
+    let mut entries = vec![];
+    let mut images = vec![];
+    for (arch, created, len) in [
+        ("amd64", "2026-01-02T03:04:05Z", 100_000),
+        ("arm64", "2026-03-04T05:06:07Z", 250_000),
+    ] {
+        let config = serde_json::json!({ "architecture": arch, "os": "linux", "created": created });
+        let (mut e, size) = push_entry(s, "team/multi", config_type, config, len);
+        e["platform"] = serde_json::json!({ "os": "linux", "architecture": arch });
+        images.push((e["digest"].as_str().unwrap().to_string(), size));
+        entries.push(e);
+    }
+    let statement = serde_json::json!({ "_type": "https://in-toto.io/Statement/v0.1" });
+    let (mut e, _) = push_entry(
+        s,
+        "team/multi",
+        "application/vnd.in-toto+json",
+        statement,
+        5_000,
+    );
+    e["platform"] = serde_json::json!({ "os": "unknown", "architecture": "unknown" });
+    e["annotations"] = serde_json::json!({ "vnd.docker.reference.type": "attestation-manifest" });
+    entries.push(e);
+    let index =
+        serde_json::json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries });
+    let r = s
+        .req("PUT", "/v2/team/multi/manifests/latest")
+        .header("Content-Type", OCI_INDEX)
+        .body(index.to_string())
+        .send();
+    assert_eq!(r.status, 201, "{}", r.text());
+    images
+}
+
+/// The `<tr>` of the tags page whose first link goes to `tag`.
+fn tag_row(html: &str, repo: &str, tag: &str) -> String {
+    let start = html
+        .find(&format!("/ui/r/{repo}/-/m/{tag}\""))
+        .unwrap_or_else(|| panic!("no row for {tag}: {html}"));
+    let row = &html[start..];
+    row[..row.find("</tr>").unwrap()].to_string()
+}
+
+#[test]
+fn a_multi_platform_image_shows_its_platforms_sizes_and_newest_build() {
+    let (mut s, _dir) = start("", &[]);
+    as_alice(&mut s);
+    let images = push_multi_platform(&s);
+    let total: usize = images.iter().map(|(_, n)| n).sum();
+
+    // The tags page: the sum over the platform images (not the manifests'
+    // bytes, not the attestation), and the newest platform's build, labelled.
+    let row = tag_row(&page(&s, ALICE, "/ui/r/team/multi"), "team/multi", "latest");
+    assert!(
+        row.contains(&format!(">{}<", kb(total))),
+        "{} in {row}",
+        kb(total)
+    );
+    assert!(
+        row.contains("2026-03-04 05:06:07 UTC <span class=\"meta\">(newest platform)</span>"),
+        "{row}"
+    );
+    assert!(!row.contains("2026-01-02"), "{row}");
+
+    // The index's page: the same, and each platform with its own size and build.
+    let detail = page(&s, ALICE, "/ui/r/team/multi/-/m/latest");
+    assert!(
+        detail.contains(&format!(
+            "<dt>Total size (all platforms)</dt><dd>{}</dd>",
+            kb(total)
+        )),
+        "{detail}"
+    );
+    assert!(detail.contains(
+        "<dt>Built</dt><dd>2026-03-04 05:06:07 UTC <span class=\"meta\">(newest platform)</span>"
+    ));
+    for ((d, size), built) in images
+        .iter()
+        .zip(["2026-01-02 03:04:05 UTC", "2026-03-04 05:06:07 UTC"])
+    {
+        let link = format!("href=\"/ui/r/team/multi/-/m/{d}?index=latest\"");
+        let row = &detail[detail
+            .find(&link)
+            .unwrap_or_else(|| panic!("{link}: {detail}"))..];
+        let row = &row[..row.find("</tr>").unwrap()];
+        assert!(row.contains(&format!(">{}<", kb(*size))), "{row}");
+        assert!(row.contains(built), "{row}");
+    }
+}
+
+#[test]
+fn a_platform_image_links_back_to_the_index_it_was_reached_from() {
+    let (mut s, _dir) = start("", &[]);
+    as_alice(&mut s);
+    let images = push_multi_platform(&s);
+    let other = push_image(&s, "team/multi", "single", "s");
+    let (d, _) = &images[1];
+    let child = page(&s, ALICE, &format!("/ui/r/team/multi/-/m/{d}?index=latest"));
+    let back =
+        "<dt>Platform of</dt><dd><a href=\"/ui/r/team/multi/-/m/latest\">team/multi:latest</a>";
+    assert!(child.contains(back), "{child}");
+    // The breadcrumbs lead through the index too.
+    assert!(child.contains("<li><a href=\"/ui/r/team/multi/-/m/latest\">latest</a></li>"));
+
+    // Only an index that lists the image is named: not some other tag,
+    // not one that does not exist, not without being asked.
+    for query in ["?index=single", "?index=nosuch", "?index=%3Cb%3E", ""] {
+        let html = page(&s, ALICE, &format!("/ui/r/team/multi/-/m/{d}{query}"));
+        assert!(!html.contains("Platform of"), "{query}: {html}");
+    }
+    let single = page(
+        &s,
+        ALICE,
+        &format!("/ui/r/team/multi/-/m/{other}?index=latest"),
+    );
+    assert!(!single.contains("Platform of"), "{single}");
+}
+
+/// Sets the modification time of `tag`'s current link in `team/app`.
+fn set_pushed(dir: &TempDir, tag: &str, at: std::time::SystemTime) {
+    let link = dir.0.join(format!(
+        "data/docker/registry/v2/repositories/team/app/_manifests/tags/{tag}/current/link"
+    ));
+    std::fs::File::open(&link)
+        .unwrap_or_else(|e| panic!("{}: {e}", link.display()))
+        .set_modified(at)
+        .unwrap();
+}
+
+#[test]
+fn each_tag_shows_when_it_was_pushed_beside_when_it_was_built() {
+    let (mut s, dir) = start("", &[]);
+    as_alice(&mut s);
+    push_hostile(&s, "team/app", "1.0");
+    push_image(&s, "team/app", "2.0", "b");
+    let then = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+    set_pushed(&dir, "1.0", then);
+    let shown = "2020-09-13 12:26:40 UTC";
+
+    let tags = page(&s, ALICE, "/ui/r/team/app");
+    assert!(
+        tags.contains("<th class=\"wide\">Built</th><th>Pushed</th>"),
+        "{tags}"
+    );
+    let row = tag_row(&tags, "team/app", "1.0");
+    assert!(
+        row.contains("2026-01-02 03:04:05 UTC</td><td>2020-09-13 12:26:40 UTC</td>"),
+        "{row}"
+    );
+    assert!(!tag_row(&tags, "team/app", "2.0").contains(shown));
+    let detail = page(&s, ALICE, "/ui/r/team/app/-/m/1.0");
+    assert!(
+        detail.contains(&format!("<dt>Pushed</dt><dd>{shown}</dd>")),
+        "{detail}"
+    );
+
+    // Pushing the tag again, even to the same manifest, is a new push time.
+    let m = get_manifest(&s, "team/app", "1.0");
+    let r = s
+        .req("PUT", "/v2/team/app/manifests/1.0")
+        .header("Content-Type", OCI_MANIFEST)
+        .body(m.body.clone())
+        .send();
+    assert_eq!(r.status, 201);
+    let again = page(&s, ALICE, "/ui/r/team/app/-/m/1.0");
+    assert!(
+        again.contains("<dt>Pushed</dt><dd>20") && !again.contains(shown),
+        "{again}"
+    );
+    // A manifest reached by digest has no tag, so no push time.
+    let by_digest = page(
+        &s,
+        ALICE,
+        &format!("/ui/r/team/app/-/m/{}", sha256(&m.body)),
+    );
+    assert!(!by_digest.contains("<dt>Pushed</dt>"));
+}
+
+const BROWSER_ACCEPT: &str =
+    "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8";
+
+#[test]
+fn a_browser_without_a_login_gets_a_login_page_and_clients_keep_json() {
+    let (s, _dir) = start("", &[]);
+    let challenge = format!("Basic realm=\"{REALM}\"");
+    for path in ["/ui/", "/ui/r/team/app", "/", "/v2/", "/ca.crt"] {
+        let r = s.req("GET", path).header("Accept", BROWSER_ACCEPT).send();
+        assert_eq!(r.status, 401, "{path}");
+        assert_eq!(
+            r.header("WWW-Authenticate"),
+            Some(challenge.as_str()),
+            "{path}"
+        );
+        assert_eq!(
+            r.header("Content-Type"),
+            Some("text/html; charset=utf-8"),
+            "{path}"
+        );
+        assert!(r.header("Content-Security-Policy").is_some(), "{path}");
+        let html = r.text();
+        assert!(
+            html.contains("<h1>Log in</h1>") && html.contains("needs a login"),
+            "{path}: {html}"
+        );
+        // Nothing on it needs a login itself, or the dialog would come back.
+        assert!(
+            !html.contains("<link") && !html.contains("<script"),
+            "{html}"
+        );
+    }
+    let wrong = s
+        .req("GET", "/ui/")
+        .header("Accept", BROWSER_ACCEPT)
+        .header("Authorization", &basic_auth("alice", "wrong"))
+        .send();
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.text().contains("not accepted"), "{}", wrong.text());
+
+    // Registry clients and curl ask for no HTML and get the spec's JSON.
+    for accept in [None, Some("*/*"), Some("application/json")] {
+        let mut r = s.req("GET", "/ui/");
+        if let Some(a) = accept {
+            r = r.header("Accept", a);
+        }
+        let r = r.send();
+        assert_eq!(r.status, 401, "{accept:?}");
+        assert_eq!(r.header("WWW-Authenticate"), Some(challenge.as_str()));
+        assert_eq!(
+            r.header("Content-Type"),
+            Some("application/json"),
+            "{accept:?}"
+        );
+        assert_eq!(r.code(), "UNAUTHORIZED");
+    }
+    let head = s
+        .req("HEAD", "/v2/")
+        .header("Accept", BROWSER_ACCEPT)
+        .send();
+    assert_eq!(head.status, 401);
+    assert!(head.body.is_empty());
 }

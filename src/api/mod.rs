@@ -275,11 +275,16 @@ pub fn method_not_allowed() -> ApiError {
 }
 
 fn error_response(req: &Parts, e: ApiError) -> Response<Body> {
-    let body = serde_json::to_vec(&e.body()).unwrap_or_default();
-    let mut b = Response::builder()
-        .status(e.status())
-        .header("Content-Type", "application/json")
-        .header("Content-Length", body.len());
+    let login_page = e.code == Code::Unauthorized && from_browser(req);
+    let mut b = Response::builder().status(e.status());
+    let body = if login_page {
+        b = crate::ui::layout::secure(b).header("Content-Type", "text/html; charset=utf-8");
+        crate::ui::layout::login_prompt(header(req, "authorization").is_some()).into_bytes()
+    } else {
+        b = b.header("Content-Type", "application/json");
+        serde_json::to_vec(&e.body()).unwrap_or_default()
+    };
+    b = b.header("Content-Length", body.len());
     for (k, v) in &e.headers {
         b = b.header(*k, v);
     }
@@ -289,6 +294,18 @@ fn error_response(req: &Parts, e: ApiError) -> Response<Body> {
         body::full(body)
     };
     b.body(body).expect("valid error response")
+}
+
+/// Whether a person's browser sent this, asking for a page: then the 401
+/// challenge (which makes the browser ask for a login) carries a page
+/// explaining it, for whoever cancels that dialog. Registry clients never
+/// ask for HTML, and they keep the spec's JSON.
+fn from_browser(req: &Parts) -> bool {
+    req.headers
+        .get_all(hyper::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/html"))
 }
 
 pub fn json(status: StatusCode, v: &serde_json::Value) -> ApiResult {

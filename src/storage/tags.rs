@@ -2,9 +2,10 @@
 //! `index/` beside it records every digest the tag has pointed at, as
 //! distribution keeps it.
 
-use super::{Registry, Result, StorageError, paths};
+use super::{Registry, Result, StorageError, error, paths};
 use crate::digest::Digest;
 use crate::names::{RepoName, Tag};
+use std::time::SystemTime;
 
 pub(super) fn random_id() -> String {
     let mut rnd = [0u8; 8];
@@ -55,6 +56,15 @@ impl Registry {
             .collect();
         tags.sort();
         Ok(tags)
+    }
+
+    /// When `t` was last pushed, `None` if it is not a tag. Distribution's
+    /// layout records no push time, but every push of a tag rewrites its
+    /// current link (even to the same digest), so the link's modification
+    /// time is the last push.
+    pub async fn tag_pushed(&self, repo: &RepoName, t: &Tag) -> Result<Option<SystemTime>> {
+        let info = error::optional(self.driver.stat(paths::tag_current(repo, t)).await)?;
+        Ok(info.map(|i| i.modified))
     }
 
     /// Removes a tag, leaving the manifest it named in place.

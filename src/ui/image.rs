@@ -10,6 +10,7 @@ use crate::names::RepoName;
 use crate::storage::manifests::Reference;
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::time::SystemTime;
 use tokio::io::AsyncReadExt;
 
 #[derive(Default, Deserialize)]
@@ -92,6 +93,9 @@ pub struct Image {
     pub manifest_size: u64,
     pub body: ManifestBody,
     pub config: Option<ImageConfig>,
+    /// For an index, each entry's own manifest and config, in order (`None`
+    /// where unreadable); empty for anything else.
+    pub children: Vec<Option<Image>>,
 }
 
 const IMAGE_CONFIGS: [&str; 2] = [
@@ -103,17 +107,29 @@ const IMAGE_CONFIGS: [&str; 2] = [
 const CONFIG_MAX: u64 = 4 << 20;
 
 impl Image {
-    /// Reads the manifest `r` names and, for an image, its configuration.
+    /// Reads the manifest `r` names and, for an image, its configuration;
+    /// for an index, each of its entries too (one level: an index of
+    /// indexes is unusual enough not to be worth the reads).
     pub async fn load(api: &Api, repo: &RepoName, r: &Reference) -> Result<Image, ApiError> {
+        let mut img = Image::load_one(api, repo, r).await?;
+        if img.is_index() {
+            for entry in &img.body.manifests {
+                let child = match entry.digest.parse() {
+                    Ok(d) => Image::load_one(api, repo, &Reference::Digest(d)).await.ok(),
+                    Err(_) => None,
+                };
+                img.children.push(child);
+            }
+        }
+        Ok(img)
+    }
+
+    async fn load_one(api: &Api, repo: &RepoName, r: &Reference) -> Result<Image, ApiError> {
         let m = api.registry.get_manifest(repo, r).await?;
         let body: ManifestBody = serde_json::from_slice(&m.bytes).unwrap_or_default();
         // Artifacts (signatures, SBOMs) have some other config, often `{}`.
         let config = match &body.config {
-            Some(c)
-                if c.media_type
-                    .as_deref()
-                    .is_some_and(|t| IMAGE_CONFIGS.contains(&t)) =>
-            {
+            Some(c) if c.media_type.as_deref().is_some_and(is_image_config) => {
                 read_config(api, repo, &c.digest).await
             }
             _ => None,
@@ -124,6 +140,7 @@ impl Image {
             manifest_size: m.bytes.len() as u64,
             body,
             config,
+            children: vec![],
         })
     }
 
@@ -131,15 +148,32 @@ impl Image {
         is_index(&self.media_type)
     }
 
-    /// Manifest, config and layers together; unknown for an index, whose
-    /// children each have their own.
+    /// Manifest, config and layers together; for an index, the sum of its
+    /// platform images' own sizes (what pulling every platform costs), which
+    /// is unknown if none of them could be read.
     pub fn size(&self) -> Option<u64> {
-        if self.is_index() {
-            return None;
+        if !self.is_index() {
+            let config = self.body.config.as_ref().map_or(0, |c| c.size);
+            let layers: u64 = self.body.layers.iter().map(|l| l.size).sum();
+            return Some(self.manifest_size + config + layers);
         }
-        let config = self.body.config.as_ref().map_or(0, |c| c.size);
-        let layers: u64 = self.body.layers.iter().map(|l| l.size).sum();
-        Some(self.manifest_size + config + layers)
+        let sizes: Vec<u64> = self.platform_images().filter_map(Image::size).collect();
+        (!sizes.is_empty()).then(|| sizes.iter().sum())
+    }
+
+    /// The readable entries of an index that are images, leaving out
+    /// attestations and other artifacts (buildx adds one per platform),
+    /// which are not something one runs.
+    fn platform_images(&self) -> impl Iterator<Item = &Image> {
+        self.children.iter().flatten().filter(|c| c.is_image())
+    }
+
+    /// Whether this is an image: its config is an image configuration.
+    fn is_image(&self) -> bool {
+        self.body
+            .config
+            .as_ref()
+            .is_some_and(|c| c.media_type.as_deref().is_some_and(is_image_config))
     }
 
     /// `os/arch` of an image, or of each entry of an index.
@@ -168,9 +202,21 @@ impl Image {
         }
     }
 
+    /// When the image was built, from its config; for an index, when its
+    /// newest platform image was (platforms are often built apart, and the
+    /// newest one says how fresh the tag is). Pages label which it is.
     pub fn created(&self) -> Option<&str> {
-        self.config.as_ref()?.created.as_deref()
+        if !self.is_index() {
+            return self.config.as_ref()?.created.as_deref();
+        }
+        self.platform_images()
+            .filter_map(Image::created)
+            .max_by_key(|c| crate::timefmt::parse_rfc3339(c))
     }
+}
+
+fn is_image_config(media_type: &str) -> bool {
+    IMAGE_CONFIGS.contains(&media_type)
 }
 
 fn is_index(media_type: &str) -> bool {
@@ -190,12 +236,14 @@ pub fn kind(media_type: &str) -> &str {
 
 /// A timestamp as `2024-01-31 12:00:00 UTC` when it is RFC 3339, else as given.
 pub fn when(t: &str) -> String {
-    match crate::timefmt::parse_rfc3339(t) {
-        Some(st) => crate::timefmt::rfc3339(st)
-            .replace('T', " ")
-            .replace('Z', " UTC"),
-        None => t.to_string(),
-    }
+    crate::timefmt::parse_rfc3339(t).map_or_else(|| t.to_string(), when_time)
+}
+
+/// A time the registry itself recorded, written as [`when`] writes one.
+pub fn when_time(t: SystemTime) -> String {
+    crate::timefmt::rfc3339(t)
+        .replace('T', " ")
+        .replace('Z', " UTC")
 }
 
 /// The config blob, if this repository has it and it is a sane size and shape.

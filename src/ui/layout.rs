@@ -78,3 +78,25 @@ pub fn error_page(status: StatusCode, user: Option<&str>, message: &str) -> Resp
     );
     html(status, document(title, user, &[], &main))
 }
+
+/// What a browser shows under the login challenge when the login is
+/// cancelled or refused (`retry`: credentials were sent and not accepted).
+/// It stands alone, without the stylesheet or script: those are behind the
+/// same login, and fetching them would only raise the dialog again.
+pub fn login_prompt(retry: bool) -> String {
+    let why = if retry {
+        "That user name and password were not accepted."
+    } else {
+        "This registry needs a login."
+    };
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>Log in · private-registry</title></head><body><main>\
+<h1>Log in</h1><p>{why}</p>\
+<p>Log in with the user name and password you use for <code>docker login</code> to this \
+registry; your browser asks for them. If you cancelled that, reload this page to be asked again.</p>\
+<p>An administrator adds users with <code>private-registry htpasswd add NAME</code>.</p>\
+</main></body></html>\n"
+    )
+}

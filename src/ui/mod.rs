@@ -148,8 +148,8 @@ impl Ctx<'_> {
 }
 
 /// Serves a UI request. Only an anonymous caller gets an API error (the 401
-/// challenge, which makes browsers ask for a login); every other failure is
-/// an HTML page.
+/// challenge, which makes browsers ask for a login, and whose body the API
+/// layer makes the login prompt for them); every other failure is an HTML page.
 pub async fn handle(api: &Api, caller: &Caller, req: &Parts, body: Incoming) -> ApiResult {
     // Even where anonymous pulls are allowed, a browser only sends a login
     // after a challenge: the UI always asks for one.

@@ -79,6 +79,10 @@ async function adminFlow(browser) {
   for (const t of [DELETE_TAG, KEEP_TAG]) {
     await page.locator(`a[href="/ui/r/${REPO}/-/m/${t}"]`).waitFor();
   }
+  const pushedColumn = await page.locator("thead th").evaluateAll((ths) => ths.findIndex((th) => th.innerText === "Pushed"));
+  expect(pushedColumn > 0, "the tags table has a Pushed column");
+  const pushed = await page.locator(`tr:has(a[href="/ui/r/${REPO}/-/m/${KEEP_TAG}"]) td`).nth(pushedColumn).innerText();
+  expect(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/.test(pushed), `push time of ${KEEP_TAG}: ${pushed}`);
   await shot(page, "3-tags", "laptop");
   await page.locator(`a[href="/ui/r/${REPO}/-/m/${KEEP_TAG}"]`).click();
   await page.getByRole("heading", { name: `${REPO}:${KEEP_TAG}` }).waitFor();
@@ -101,6 +105,7 @@ async function adminFlow(browser) {
   expect(labels.includes("org.example.team"), `labels shown: ${labels}`);
   const referrers = await page.locator("h2:has-text('Referrers') + .table-wrap").innerText();
   expect(referrers.includes(REFERRER_TYPE), `the signature is listed: ${referrers}`);
+  await digestLinksLookLikeLinks(page);
   await shot(page, "4-manifest", "laptop");
 
   // Token for the tag we keep, for the reader's forgery below.
@@ -120,6 +125,16 @@ async function adminFlow(browser) {
   await shot(page, "6-deleted", "laptop");
   await ctx.close();
   return keepToken;
+}
+
+/// A digest inside a link has the link's colour; one that is not a link is muted.
+async function digestLinksLookLikeLinks(page) {
+  const color = (sel) => page.locator(sel).first().evaluate((e) => getComputedStyle(e).color);
+  const link = await color("h2:has-text('Referrers') + .table-wrap a:has(code.digest)");
+  const linked = await color("h2:has-text('Referrers') + .table-wrap a code.digest");
+  const plain = await color("h2:has-text('Layers') + .table-wrap code.digest");
+  expect(linked === link, `a digest link is ${linked}, other links ${link}`);
+  expect(plain !== link, `a digest that is no link looks like one (${plain})`);
 }
 
 async function readerFlow(browser, adminToken) {

@@ -1,12 +1,13 @@
 //! `/ui/r/<name>/-/m/<ref>`: one manifest in full — the `docker pull`
 //! command, its configuration (entrypoint, env, labels, history), its layers
 //! or, for an index, its platforms, and what refers to it (signatures, SBOMs).
+//! A platform image reached from its index's page links back to that index.
 
 use super::super::Ctx;
-use super::super::html::{esc, size};
-use super::super::image::{Descriptor, Image, ImageConfig, kind, when};
+use super::super::html::{esc, maybe_size, query, size};
+use super::super::image::{Descriptor, Image, ImageConfig, ManifestBody, kind, when};
 use super::super::layout::Crumb;
-use super::{short_digest, table};
+use super::{built, pushed, short_digest, table};
 use crate::api::ApiResult;
 use crate::api::error::ApiError;
 use crate::names::RepoName;
@@ -24,12 +25,20 @@ pub async fn show(cx: &Ctx<'_>, repo: &RepoName, reference: &str) -> ApiResult {
         '@'
     };
     let title = format!("{repo}{sep}{reference}");
+    let parent = parent_index(cx, repo, &img).await;
     let mut main = format!("<h1 class=\"name\">{}</h1>", esc(&title));
     main.push_str(&pull_command(cx, &title));
-    main.push_str(&facts(&img, &base));
+    let mut extra = vec![];
+    if let Reference::Tag(t) = &r {
+        extra.push(("Pushed", pushed(cx, repo, t).await));
+    }
+    if let Some(p) = &parent {
+        extra.push(("Platform of", index_link(&base, repo, p)));
+    }
+    main.push_str(&facts(&img, &base, extra));
     main.push_str(&actions(cx, repo, &base, &r, &img));
     if img.is_index() {
-        main.push_str(&children(&img.body.manifests, &base));
+        main.push_str(&children(&img, &base, reference));
     } else {
         if let Some(c) = &img.config {
             main.push_str(&config(c));
@@ -41,10 +50,37 @@ pub async fn show(cx: &Ctx<'_>, repo: &RepoName, reference: &str) -> ApiResult {
     }
     main.push_str(&referrers(cx, repo, &img, &base).await?);
     let here = format!("{base}/-/m/{reference}");
-    cx.page(
-        &title,
-        &[Crumb(&base, repo.as_str()), Crumb(&here, reference)],
-        &main,
+    let up = parent.as_ref().map(|p| format!("{base}/-/m/{p}"));
+    let mut crumbs = vec![Crumb(&base, repo.as_str())];
+    if let (Some(up), Some(p)) = (&up, &parent) {
+        crumbs.push(Crumb(up, p));
+    }
+    crumbs.push(Crumb(&here, reference));
+    cx.page(&title, &crumbs, &main)
+}
+
+/// The index this page was reached from (`?index=`, which the index's own
+/// page puts on its links), if it really lists this manifest: a manifest
+/// can belong to many indexes and records none of them, and finding them
+/// all would mean reading every manifest in the repository.
+async fn parent_index(cx: &Ctx<'_>, repo: &RepoName, img: &Image) -> Option<String> {
+    let name = cx.query("index")?;
+    let r = Reference::parse(&name)?;
+    let m = cx.api.registry.get_manifest(repo, &r).await.ok()?;
+    let body: ManifestBody = serde_json::from_slice(&m.bytes).ok()?;
+    let digest = img.digest.to_string();
+    body.manifests
+        .iter()
+        .any(|e| e.digest == digest)
+        .then_some(name)
+}
+
+fn index_link(base: &str, repo: &RepoName, parent: &str) -> String {
+    let sep = if parent.contains(':') { '@' } else { ':' };
+    format!(
+        "<a href=\"{}\">{}</a>",
+        esc(&format!("{base}/-/m/{parent}")),
+        esc(&format!("{repo}{sep}{parent}"))
     )
 }
 
@@ -57,7 +93,9 @@ fn pull_command(cx: &Ctx, name: &str) -> String {
     )
 }
 
-fn facts(img: &Image, base: &str) -> String {
+/// The summary list; `extra` holds what is not read from the manifest
+/// itself (already-escaped markup).
+fn facts(img: &Image, base: &str, extra: Vec<(&str, String)>) -> String {
     let mut dl = vec![
         (
             "Digest",
@@ -74,11 +112,17 @@ fn facts(img: &Image, base: &str) -> String {
         ("Manifest size", esc(&size(img.manifest_size)).to_string()),
     ];
     if let Some(total) = img.size() {
-        dl.push(("Total size", esc(&size(total)).to_string()));
+        let label = if img.is_index() {
+            "Total size (all platforms)"
+        } else {
+            "Total size"
+        };
+        dl.push((label, esc(&size(total)).to_string()));
     }
-    if let Some(c) = img.created() {
-        dl.push(("Created", esc(&when(c)).to_string()));
+    if img.created().is_some() {
+        dl.push(("Built", built(img)));
     }
+    dl.extend(extra);
     let platforms = img.platforms();
     if !platforms.is_empty() {
         dl.push(("Platforms", esc(&platforms.join(", ")).to_string()));
@@ -124,22 +168,26 @@ fn actions(cx: &Ctx, repo: &RepoName, base: &str, r: &Reference, img: &Image) ->
     format!("<div class=\"actions\">{}</div>", links.join(""))
 }
 
-fn children(list: &[Descriptor], base: &str) -> String {
+/// An index's entries, each with its own image's size and build time, and
+/// a link that lets the image's page link back here.
+fn children(img: &Image, base: &str, reference: &str) -> String {
     let mut rows = String::new();
-    for m in list {
+    for (m, child) in img.body.manifests.iter().zip(&img.children) {
         let platform = m.platform.as_ref().map(|p| p.label()).unwrap_or_default();
+        let link = format!("{base}/-/m/{}?index={}", m.digest, query(reference));
         rows.push_str(&format!(
-            "<tr><td>{}</td><td><a href=\"{}\">{}</a></td><td class=\"wide\">{}</td><td class=\"num\">{}</td></tr>",
+            "<tr><td>{}</td><td><a href=\"{}\">{}</a></td><td class=\"wide\">{}</td><td class=\"num\">{}</td><td class=\"wide\">{}</td></tr>",
             esc(&platform),
-            esc(&format!("{base}/-/m/{}", m.digest)),
+            esc(&link),
             short_digest(&m.digest),
             esc(kind(m.media_type.as_deref().unwrap_or(""))),
-            esc(&size(m.size))
+            esc(&maybe_size(child.as_ref().and_then(Image::size))),
+            child.as_ref().map(built).unwrap_or_default()
         ));
     }
     format!(
         "<h2>Manifests</h2>{}",
-        table(&["Platform", "Digest", "~Type", "#Size"], &rows)
+        table(&["Platform", "Digest", "~Type", "#Size", "~Built"], &rows)
     )
 }
 

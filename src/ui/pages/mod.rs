@@ -8,7 +8,9 @@ pub mod tags;
 
 use super::Ctx;
 use super::html::{esc, query};
+use super::image::{Image, when, when_time};
 use crate::api::error::{ApiError, Code};
+use crate::names::{RepoName, Tag};
 use crate::storage::manifests::Reference;
 
 /// Rows per page unless `?n=` says otherwise (capped by `privateregistry.maxpagesize`).
@@ -99,4 +101,28 @@ pub fn short_digest(d: &str) -> String {
 pub fn parse_reference(reference: &str) -> Result<Reference, ApiError> {
     Reference::parse(reference)
         .ok_or_else(|| ApiError::new(Code::ManifestUnknown, "not a tag or digest"))
+}
+
+/// When the image was built, marked as its newest platform's date for an
+/// index, so a date in the same column never means two different things
+/// unannounced.
+pub fn built(img: &Image) -> String {
+    let Some(c) = img.created() else {
+        return String::new();
+    };
+    let note = if img.is_index() {
+        " <span class=\"meta\">(newest platform)</span>"
+    } else {
+        ""
+    };
+    format!("{}{note}", esc(&when(c)))
+}
+
+/// When the tag was last pushed, empty if that cannot be read (the tag was
+/// deleted meanwhile): a missing date is no reason to fail the page.
+pub async fn pushed(cx: &Ctx<'_>, repo: &RepoName, t: &Tag) -> String {
+    match cx.api.registry.tag_pushed(repo, t).await {
+        Ok(Some(at)) => esc(&when_time(at)).to_string(),
+        _ => String::new(),
+    }
 }

@@ -1,11 +1,12 @@
 //! `/ui/r/<name>`: a repository's tags, a page at a time, each with what its
-//! manifest says (digest, type, platforms, size, creation time).
+//! manifest says (digest, type, platforms, size, build time) and when the
+//! tag was pushed.
 
 use super::super::Ctx;
 use super::super::html::{esc, maybe_size};
-use super::super::image::{Image, kind, when};
+use super::super::image::{Image, kind};
 use super::super::layout::Crumb;
-use super::{filter_form, page_size, pager, short_digest, table};
+use super::{built, filter_form, page_size, pager, pushed, short_digest, table};
 use crate::api::ApiResult;
 use crate::names::{RepoName, Tag};
 use crate::storage::manifests::Reference;
@@ -39,7 +40,15 @@ pub async fn show(cx: &Ctx<'_>, repo: &RepoName) -> ApiResult {
             }
         )
     } else {
-        let mut head = vec!["Tag", "~Digest", "~Type", "Platforms", "#Size", "~Created"];
+        let mut head = vec![
+            "Tag",
+            "~Digest",
+            "~Type",
+            "Platforms",
+            "#Size",
+            "~Built",
+            "Pushed",
+        ];
         if cx.can_delete(repo) {
             head.push("");
         }
@@ -71,7 +80,7 @@ async fn tag_row(cx: &Ctx<'_>, repo: &RepoName, base: &str, t: &Tag) -> String {
             esc(kind(&img.media_type)),
             esc(&img.platforms().join(", ")),
             esc(&maybe_size(img.size())),
-            esc(&img.created().map(when).unwrap_or_default()),
+            built(&img),
         ),
         // Deleted meanwhile, or unreadable: the row says so and the rest still shows.
         Err(_) => "<td colspan=\"5\" class=\"empty\">manifest not readable</td>".to_string(),
@@ -86,8 +95,9 @@ async fn tag_row(cx: &Ctx<'_>, repo: &RepoName, base: &str, t: &Tag) -> String {
         String::new()
     };
     format!(
-        "<tr><td><a href=\"{}\">{}</a></td>{cells}{action}</tr>",
+        "<tr><td><a href=\"{}\">{}</a></td>{cells}<td>{}</td>{action}</tr>",
         esc(&link),
-        esc(t.as_str())
+        esc(t.as_str()),
+        pushed(cx, repo, t).await
     )
 }
