@@ -5,6 +5,7 @@
 
 pub mod docker;
 pub mod images;
+pub mod metrics;
 pub mod oci;
 pub mod store;
 pub mod tls;
