@@ -93,6 +93,17 @@ impl Server {
         Self::spawn(cmd, root, config)
     }
 
+    /// Runs `serve --dev` in `dir` (its data goes to `dir/data`), with `env`
+    /// on top, for instance to move its fixed ports.
+    pub fn start_dev(dir: &Path, env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--dev"]).current_dir(dir);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Self::spawn(cmd, &dir.join("data"), PathBuf::new())
+    }
+
     /// Runs `cmd` and waits until it has announced its listeners.
     fn spawn(mut cmd: Command, root: &Path, config: PathBuf) -> Server {
         let mut child = cmd
