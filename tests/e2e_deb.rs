@@ -419,6 +419,8 @@ fn shell_scripts_pass_shellcheck() {
         "debian/prerm",
         "debian/postrm",
         "tests/deb/make-rootfs",
+        "tests/run",
+        "tests/total",
     ]);
     run_ok(&mut cmd);
     // Completion files have no #! line to say which shell reads them.
