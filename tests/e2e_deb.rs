@@ -785,6 +785,13 @@ fn install_serve_push_pull_reload_stop_remove_purge_reinstall() {
         metrics.contains("registry_http_requests_total{method=\"GET\",route=\"base\""),
         "{metrics}"
     );
+    // The process series come from /proc/self alone, which the unit's
+    // ProcSubset=pid leaves visible.
+    assert!(
+        metrics.contains("\nprocess_open_fds ")
+            && metrics.contains("\nprocess_start_time_seconds "),
+        "{metrics}"
+    );
     assert_eq!(c.ok("curl -sS http://127.0.0.1:5001/debug/health"), "ok\n");
     assert_eq!(c.ok(&format!("curl -sS {LOCAL}/healthz")), "ok\n");
 
