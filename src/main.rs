@@ -45,7 +45,7 @@ enum Command {
         /// Configuration file (distribution's config.yml format).
         #[arg(long, short, default_value = config::DEFAULT_PATH, conflicts_with = "dev")]
         config: PathBuf,
-        /// Use the built-in developer configuration: data in ./data, plain HTTP on 127.0.0.1:5000.
+        /// Use the built-in developer configuration: data in ./data, plain HTTP on 127.0.0.1:5000, metrics on 127.0.0.1:5001.
         #[arg(long)]
         dev: bool,
     },
@@ -137,6 +137,7 @@ fn load_reporting(path: &Path, dev: bool) -> Option<Config> {
 }
 
 fn main() -> ExitCode {
+    metrics::process::started();
     let cli = Cli::parse();
     logging::init(log::LevelFilter::Info);
     match cli.command {

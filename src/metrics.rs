@@ -4,6 +4,8 @@
 //! method outside the registry's verbs is `OTHER`, a status is one of the
 //! few the API answers.
 
+pub mod process;
+
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
@@ -242,7 +244,24 @@ pub fn render() -> String {
         let n = gc.get(outcome).copied().unwrap_or(0);
         let _ = writeln!(o, "registry_gc_runs_total{{outcome=\"{outcome}\"}} {n}");
     }
+    drop(gc);
+    process::render(o);
+    render_build_info(o);
     out
+}
+
+/// Constant 1, labelled with the version, so a query can tell which release
+/// each instance runs, and when an upgrade reached it.
+fn render_build_info(o: &mut String) {
+    let name = "registry_build_info";
+    head(
+        o,
+        name,
+        "gauge",
+        "Always 1; the version of the running binary.",
+    );
+    let version = env!("CARGO_PKG_VERSION");
+    let _ = writeln!(o, "{name}{{version=\"{version}\"}} 1");
 }
 
 fn head(o: &mut String, name: &str, kind: &str, help: &str) {

@@ -419,6 +419,8 @@ fn shell_scripts_pass_shellcheck() {
         "debian/prerm",
         "debian/postrm",
         "tests/deb/make-rootfs",
+        "tests/run",
+        "tests/total",
     ]);
     run_ok(&mut cmd);
     // Completion files have no #! line to say which shell reads them.
@@ -781,6 +783,13 @@ fn install_serve_push_pull_reload_stop_remove_purge_reinstall() {
     let metrics = c.ok("curl -sS http://127.0.0.1:5001/metrics");
     assert!(
         metrics.contains("registry_http_requests_total{method=\"GET\",route=\"base\""),
+        "{metrics}"
+    );
+    // The process series come from /proc/self alone, which the unit's
+    // ProcSubset=pid leaves visible.
+    assert!(
+        metrics.contains("\nprocess_open_fds ")
+            && metrics.contains("\nprocess_start_time_seconds "),
         "{metrics}"
     );
     assert_eq!(c.ok("curl -sS http://127.0.0.1:5001/debug/health"), "ok\n");

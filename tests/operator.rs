@@ -6,10 +6,10 @@
 mod common;
 
 use common::docker::*;
+use common::metrics::*;
 use common::*;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::process::Command;
 
 const ALICE: (&str, &str) = ("alice", "alice-pw");
@@ -386,39 +386,6 @@ fn usage_matches_figures_computed_by_hand_through_pushes_deletes_and_gc() {
 // ---------------------------------------------------------------------------
 // Metrics
 // ---------------------------------------------------------------------------
-
-/// One scrape: every sample by its series (`name{labels}`).
-fn scrape(addr: SocketAddr) -> HashMap<String, f64> {
-    let r = req_to(addr, "GET", "/metrics").send();
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert!(
-        r.header("Content-Type")
-            .unwrap()
-            .starts_with("text/plain; version=0.0.4")
-    );
-    let mut out = HashMap::new();
-    for line in r
-        .text()
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
-        let (series, value) = line
-            .rsplit_once(' ')
-            .unwrap_or_else(|| panic!("bad line {line:?}"));
-        let value: f64 = value
-            .parse()
-            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
-        assert!(
-            out.insert(series.to_string(), value).is_none(),
-            "duplicate {series}"
-        );
-    }
-    out
-}
-
-fn get(m: &HashMap<String, f64>, series: &str) -> f64 {
-    m.get(series).copied().unwrap_or(0.0)
-}
 
 /// Checks every latency histogram: buckets cumulative, `+Inf` equal to the
 /// count, and the count equal to the requests counted for that route.

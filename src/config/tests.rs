@@ -157,6 +157,10 @@ fn security_mistakes_name_the_key() {
 fn dev_config_is_valid() {
     let l = parse(DEV_CONFIG).unwrap();
     assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    // The README names this port.
+    let d = l.config.debug_listener(&mut vec![]).unwrap().unwrap();
+    assert_eq!(d.addr.to_string(), "127.0.0.1:5001");
+    assert_eq!(d.metrics_path.as_deref(), Some("/metrics"));
 }
 
 #[test]

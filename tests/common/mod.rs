@@ -5,6 +5,7 @@
 
 pub mod docker;
 pub mod images;
+pub mod metrics;
 pub mod oci;
 pub mod store;
 pub mod tls;
@@ -90,6 +91,17 @@ impl Server {
             cmd.env(k, v);
         }
         Self::spawn(cmd, root, config)
+    }
+
+    /// Runs `serve --dev` in `dir` (its data goes to `dir/data`), with `env`
+    /// on top, for instance to move its fixed ports.
+    pub fn start_dev(dir: &Path, env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--dev"]).current_dir(dir);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Self::spawn(cmd, &dir.join("data"), PathBuf::new())
     }
 
     /// Runs `cmd` and waits until it has announced its listeners.
