@@ -4,11 +4,7 @@
 //! The filesystem driver is the first implementation; an object-storage one
 //! is meant to slot in beside it without the layers above changing.
 
-mod direct;
 pub mod filesystem;
-mod listings;
-mod prefetch;
-mod uncached;
 
 use bytes::Bytes;
 use std::future::Future;

@@ -2,13 +2,18 @@
 //! exactly as distribution's filesystem driver lays them out so either program
 //! can serve the other's data. Blocking file I/O runs on tokio's blocking pool.
 
-use super::direct::DirectAppender;
-use super::listings::Listings;
-use super::prefetch::Prefetch;
+mod direct;
+mod listings;
+mod prefetch;
+mod uncached;
+
 use super::{
     BoxReader, ChunkStream, DriverError, DriverFuture, FileInfo, FileWriter, StorageDriver,
 };
 use bytes::Bytes;
+use direct::DirectAppender;
+use listings::Listings;
+use prefetch::Prefetch;
 use std::fs::{self, File};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
