@@ -99,13 +99,9 @@ impl Limits {
                 "a positive duration",
             ),
         ];
-        match checks.iter().find(|(_, ok, _)| !ok) {
-            Some((k, _, want)) => Err(invalid(
-                &format!("privateregistry.limits.{k}"),
-                format!("expected {want}"),
-            )),
-            None => Ok(()),
-        }
+        super::all(checks.iter().map(|(k, ok, want)| {
+            super::positive(&format!("privateregistry.limits.{k}"), *ok, want)
+        }))
     }
 }
 

@@ -158,7 +158,22 @@ pub struct Rule {
 
 impl Access {
     pub fn validate(&self, warnings: &mut Vec<String>) -> Result<(), ConfigError> {
-        for (i, r) in self.rules.iter().enumerate() {
+        let checked: Vec<_> = self
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| self.validate_rule(i, r, warnings))
+            .collect();
+        super::all(checked)
+    }
+
+    fn validate_rule(
+        &self,
+        i: usize,
+        r: &Rule,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), ConfigError> {
+        {
             let key = |k: &str| format!("privateregistry.access.rules[{i}].{k}");
             if r.repositories.is_empty() {
                 return Err(invalid(
