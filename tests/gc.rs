@@ -360,7 +360,7 @@ fn grace_period_keeps_what_is_new_or_just_referenced() {
 
     let out = gc(&s, &[]);
     assert!(
-        out.contains("0 blobs marked, 1 blobs eligible for deletion"),
+        out.contains("0 blobs marked, 1 blob eligible for deletion"),
         "{out}"
     );
     assert!(out.contains(&format!("deleted blob {stale}")), "{out}");

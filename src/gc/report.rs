@@ -1,6 +1,7 @@
 //! What one collection did, as the command prints it and the daemon logs it.
 
 use super::Report;
+use crate::cli::count;
 
 impl Report {
     /// One line per removed (or, dry, removable) manifest and blob, with the
@@ -10,24 +11,25 @@ impl Report {
         let mut out = vec![];
         if self.recovered > 0 {
             out.push(format!(
-                "put back {} blobs and manifests an interrupted collection had set aside",
-                self.recovered
+                "put back {} an interrupted collection had set aside",
+                count(self.recovered, "blob or manifest", "blobs and manifests")
             ));
         }
         for (repo, d) in &self.manifests_deleted {
             out.push(format!("{verb} manifest {repo}@{d}"));
         }
         out.push(format!(
-            "{} blobs marked, {} blobs eligible for deletion",
-            self.marked, self.eligible
+            "{} marked, {} eligible for deletion",
+            count(self.marked, "blob", "blobs"),
+            count(self.eligible, "blob", "blobs")
         ));
         for d in &self.blobs_deleted {
             out.push(format!("{verb} blob {d}"));
         }
         if self.links_removed > 0 {
             out.push(format!(
-                "removed {} repository links to deleted blobs",
-                self.links_removed
+                "removed {} to deleted blobs",
+                count(self.links_removed, "repository link", "repository links")
             ));
         }
         out
