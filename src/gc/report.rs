@@ -2,6 +2,8 @@
 
 use super::Report;
 use crate::cli::count;
+use crate::config::duration::GoDuration;
+use crate::timefmt::rfc3339;
 
 impl Report {
     /// One line per removed (or, dry, removable) manifest and blob, with the
@@ -23,6 +25,7 @@ impl Report {
             count(self.marked, "blob", "blobs"),
             count(self.eligible, "blob", "blobs")
         ));
+        out.extend(self.held_line());
         for d in &self.blobs_deleted {
             out.push(format!("{verb} blob {d}"));
         }
@@ -33,5 +36,19 @@ impl Report {
             ));
         }
         out
+    }
+
+    /// Why blobs `du` counts as reclaimable were left, and until when.
+    fn held_line(&self) -> Option<String> {
+        let until = rfc3339(self.held_until?);
+        let when = match self.held {
+            1 => format!("eligible at {until}"),
+            _ => format!("the last eligible at {until}"),
+        };
+        Some(format!(
+            "{} unreferenced but younger than the grace period ({}): kept, {when}",
+            count(self.held, "blob", "blobs"),
+            GoDuration(self.grace)
+        ))
     }
 }
