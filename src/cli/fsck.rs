@@ -73,10 +73,14 @@ pub fn run(args: &FsckArgs) -> ExitCode {
     }
 }
 
-/// `PATH DIGEST: PROBLEM [(repaired: WHAT)]`, the path as found on disk.
+/// `PATH DIGEST: PROBLEM [(tags: A, B)] [(repaired: WHAT)]`, the path as
+/// found on disk.
 fn line(o: &Offline, f: &Finding) -> String {
     let digest = f.digest.as_ref().map_or("-".to_string(), |d| d.to_string());
     let mut s = format!("{} {digest}: {}", o.full_path(&f.path).display(), f.problem);
+    if !f.tags.is_empty() {
+        s.push_str(&format!(" (tags: {})", f.tags.join(", ")));
+    }
     if let Some(r) = &f.repaired {
         s.push_str(&format!(" (repaired: {r})"));
     }
