@@ -119,9 +119,10 @@ fn target(args: &HtpasswdArgs) -> Result<(PathBuf, u32), CliError> {
 fn configured(path: &Path, dev: bool) -> Result<(PathBuf, u32), CliError> {
     let c = source::load(path, dev).map_err(CliError::Config)?.config;
     let file = c.auth.and_then(|a| a.htpasswd).map(|h| h.path);
-    let origin = match dev {
-        true => "the built-in developer configuration".to_string(),
-        false => path.display().to_string(),
+    let origin = if dev {
+        "the built-in developer configuration".to_string()
+    } else {
+        path.display().to_string()
     };
     let file = file.ok_or(CliError::NoPath(origin))?;
     Ok((file, c.privateregistry.auth.bcryptcost))

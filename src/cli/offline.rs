@@ -17,7 +17,7 @@ pub struct Offline {
 }
 
 impl Offline {
-    /// Loads the configuration at `config` and opens its storage; the error
+    /// Loads the configuration `source` names and opens its storage; the error
     /// says which step failed.
     pub fn open(source: &ConfigArgs) -> Result<Offline, String> {
         let root = source

@@ -62,6 +62,17 @@ impl ConfigError {
         }
     }
 
+    fn with_unknown(self, unknown: Vec<String>) -> ConfigError {
+        if unknown.is_empty() {
+            self
+        } else {
+            ConfigError::WithUnknown {
+                error: Box::new(self),
+                unknown,
+            }
+        }
+    }
+
     /// The unknown-key warnings that came with the errors.
     pub fn unknown(&self) -> &[String] {
         match self {
@@ -440,13 +451,7 @@ impl Config {
         let unknown = parsed.unknown.clone();
         parsed
             .validated()
-            .map_err(|error| match unknown.is_empty() {
-                true => error,
-                false => ConfigError::WithUnknown {
-                    error: Box::new(error),
-                    unknown,
-                },
-            })
+            .map_err(|error| error.with_unknown(unknown))
     }
 
     fn validate(&self, warnings: &mut Vec<String>) -> Result<(), ConfigError> {
