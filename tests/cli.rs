@@ -179,6 +179,11 @@ fn check_config_prints_unset_values_as_their_defaults() {
         out.starts_with("version: 0.1\nlog:\n  level: info\n"),
         "{out}"
     );
+    assert!(
+        out.contains("  filesystem:\n    rootdirectory: /var/lib/private-registry\n"),
+        "{out}"
+    );
+    assert!(out.contains("  draintimeout: 30s\n"), "{out}");
 }
 
 #[test]

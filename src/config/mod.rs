@@ -92,13 +92,11 @@ impl ConfigError {
 /// Runs every check rather than stopping at the first failure: `Ok` if all
 /// passed, else every error, flattened.
 pub fn all(results: impl IntoIterator<Item = Result<(), ConfigError>>) -> Result<(), ConfigError> {
-    let mut errors = vec![];
-    for e in results.into_iter().filter_map(Result::err) {
-        match e {
-            ConfigError::Several(v) => errors.extend(v),
-            e => errors.push(e),
-        }
-    }
+    let errors: Vec<_> = results
+        .into_iter()
+        .filter_map(Result::err)
+        .flat_map(flatten)
+        .collect();
     if errors.is_empty() {
         Ok(())
     } else {
@@ -627,12 +625,18 @@ impl Config {
             .map_or(Duration::from_secs(30), |d| d.0)
     }
 
-    /// The configuration as it takes effect: keys left unset show the
-    /// value that applies, not `null`.
+    /// The configuration as it takes effect: the keys whose default is
+    /// decided only when used show the value that applies, not `null` or
+    /// nothing, so the operator reads what the registry will do.
     pub fn to_yaml(&self) -> String {
-        let mut v = serde_yaml_ng::to_value(self).unwrap_or_default();
+        fn effective(v: impl Serialize) -> Value {
+            serde_yaml_ng::to_value(v).unwrap_or_default()
+        }
+        let mut v = effective(self);
         v["version"] = Value::from(0.1);
-        v["log"]["level"] = serde_yaml_ng::to_value(self.log_level()).unwrap_or_default();
+        v["log"]["level"] = effective(self.log_level());
+        v["storage"]["filesystem"]["rootdirectory"] = effective(self.root_directory());
+        v["http"]["draintimeout"] = effective(GoDuration(self.drain_timeout()));
         serde_yaml_ng::to_string(&v).unwrap_or_default()
     }
 }
