@@ -40,14 +40,17 @@ impl Tls {
                 "ACME is not supported; use certificate and key (certbot renewals are picked up automatically)",
             ));
         }
-        for (key, path) in [
+        let files = [
             ("http.tls.certificate", &self.certificate),
             ("http.tls.key", &self.key),
-        ] {
+        ];
+        super::all(files.map(|(key, path)| {
             if path.as_os_str().is_empty() {
-                return Err(invalid(key, "missing: give the path of a PEM file"));
+                Err(invalid(key, "missing: give the path of a PEM file"))
+            } else {
+                Ok(())
             }
-        }
+        }))?;
         if self.ciphersuites.is_some() {
             warnings.push(
                 "http.tls.ciphersuites: ignored; only modern AEAD suites with forward secrecy are offered"

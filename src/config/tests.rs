@@ -285,3 +285,23 @@ fn debug_listener_is_loopback_unless_opted_in() {
     let (d, _) = debug("''", "").unwrap();
     assert!(d.is_none(), "an empty address means no debug listener");
 }
+
+#[test]
+fn every_listener_and_tls_file_mistake_is_reported() {
+    let text = "version: 0.1\nhttp:\n  tls: {minimumtls: tls1.2}\nprivateregistry:\n  listeners:\n    - {addr: 'nowhere'}\n    - {addr: ':5001'}\n    - {addr: '127.0.0.1:5002'}\n";
+    let e = parse(text).err().unwrap();
+    let keys: Vec<String> = e
+        .each()
+        .iter()
+        .map(|e| e.to_string().split(':').next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "http.tls.certificate",
+            "http.tls.key",
+            "privateregistry.listeners[0].addr",
+            "privateregistry.listeners[1]",
+        ]
+    );
+}
