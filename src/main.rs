@@ -23,9 +23,8 @@ mod usage;
 mod watch;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use cli::htpasswd::HtpasswdArgs;
-use config::{Config, ConfigError, Loaded};
-use std::path::{Path, PathBuf};
+use cli::source::ConfigArgs;
+use config::{Config, Loaded};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -41,21 +40,18 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the registry.
-    Serve {
-        /// Configuration file (distribution's config.yml format).
-        #[arg(long, short, default_value = config::DEFAULT_PATH, conflicts_with = "dev")]
-        config: PathBuf,
-        /// Use the built-in developer configuration: data in ./data, plain HTTP on 127.0.0.1:5000, metrics on 127.0.0.1:5001.
-        #[arg(long)]
-        dev: bool,
-    },
+    Serve(ConfigArgs),
     /// Validate a configuration and print it as it takes effect, with REGISTRY_* overrides applied.
     CheckConfig {
-        #[arg(long, short, default_value = config::DEFAULT_PATH)]
-        config: PathBuf,
+        #[command(flatten)]
+        source: ConfigArgs,
+        /// Fail on keys this registry does not read, as well as on errors (for CI;
+        /// `serve`, like distribution, only warns).
+        #[arg(long)]
+        strict: bool,
     },
     /// Manage users in the htpasswd file.
-    Htpasswd(HtpasswdArgs),
+    Htpasswd(cli::htpasswd::HtpasswdArgs),
     /// Remove blobs (and, if asked, untagged manifests) nothing references; safe while serving.
     GarbageCollect(gc::GcArgs),
     /// List repositories, or delete one whole (its blobs go at the next garbage collection).
@@ -70,70 +66,42 @@ enum Command {
     Generate(cli::generate::GenerateArgs),
 }
 
-fn load(path: &Path, dev: bool) -> Result<Loaded, ConfigError> {
-    if dev {
-        Config::parse(
-            config::DEV_CONFIG,
-            "built-in developer configuration",
-            std::env::vars(),
-        )
-    } else {
-        Config::load(path, std::env::vars())
-    }
-}
-
-/// Which file `htpasswd` edits and at what bcrypt cost.
-/// The htpasswd file and bcrypt cost: `--file`/`--cost` if given, else the
-/// configuration's `auth.htpasswd.path` and `privateregistry.auth.bcryptcost`.
-/// Without a configuration file at the default path, the packaged default file.
-fn htpasswd_target(args: &HtpasswdArgs) -> Result<(PathBuf, u32), String> {
-    let config_path = args
-        .config
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
-    let configured = if args.file.is_some() || (args.config.is_none() && !config_path.exists()) {
-        None
-    } else {
-        let c = Config::load(&config_path, std::env::vars())
-            .map_err(|e| format!("{e} (or pass --file PATH)"))?
-            .config;
-        let path = c
-            .auth
-            .as_ref()
-            .and_then(|a| a.htpasswd.as_ref())
-            .map(|h| h.path.clone());
-        let path = path.ok_or_else(|| {
-            format!(
-                "{}: no auth.htpasswd.path configured; pass --file PATH",
-                config_path.display()
-            )
-        })?;
-        Some((path, c.privateregistry.auth.bcryptcost))
-    };
-    let (file, cost) = match (&args.file, configured) {
-        (Some(f), _) => (f.clone(), cli::htpasswd::DEFAULT_COST),
-        (None, Some(c)) => c,
-        (None, None) => (
-            PathBuf::from(cli::htpasswd::DEFAULT_FILE),
-            cli::htpasswd::DEFAULT_COST,
-        ),
-    };
-    Ok((file, args.cost.unwrap_or(cost)))
-}
-
-fn load_reporting(path: &Path, dev: bool) -> Option<Config> {
-    match load(path, dev) {
+/// The configuration with its warnings logged, or `None` with every error logged.
+fn load_reporting(source: &ConfigArgs) -> Option<Loaded> {
+    match source.load() {
         Ok(l) => {
             for w in &l.warnings {
                 log::warn!("config: {w}");
             }
-            Some(l.config)
+            Some(l)
         }
         Err(e) => {
-            log::error!("config: {e}");
+            for each in e.each() {
+                log::error!("config: {each}");
+            }
+            for w in e.unknown() {
+                log::warn!("config: {w}");
+            }
             None
         }
     }
+}
+
+/// `check-config`: prints the effective configuration; exit 1 on errors,
+/// and with `--strict` on unknown keys too.
+fn check_config(source: &ConfigArgs, strict: bool) -> ExitCode {
+    let Some(l) = load_reporting(source) else {
+        return ExitCode::FAILURE;
+    };
+    print!("{}", l.config.to_yaml());
+    if strict && !l.unknown.is_empty() {
+        log::error!(
+            "config: --strict: {}",
+            cli::count(l.unknown.len(), "unknown key", "unknown keys")
+        );
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }
 
 fn main() -> ExitCode {
@@ -142,21 +110,9 @@ fn main() -> ExitCode {
     logging::init(log::LevelFilter::Info);
     match cli.command {
         Command::Generate(args) => cli::generate::run(&args, Cli::command()),
-        Command::Htpasswd(args) => match htpasswd_target(&args) {
-            Ok((file, cost)) => cli::htpasswd::run(&args, &file, cost),
-            Err(e) => {
-                eprintln!("private-registry htpasswd: {e}");
-                ExitCode::from(2)
-            }
-        },
-        Command::CheckConfig { config } => match load_reporting(&config, false) {
-            Some(c) => {
-                print!("{}", c.to_yaml());
-                ExitCode::SUCCESS
-            }
-            None => ExitCode::FAILURE,
-        },
-        Command::Serve { config, dev } => serve(config, dev),
+        Command::Htpasswd(args) => cli::htpasswd::run(&args),
+        Command::CheckConfig { source, strict } => check_config(&source, strict),
+        Command::Serve(source) => serve(source),
         Command::GarbageCollect(args) => gc::run_command(&args),
         Command::Repository(args) => cli::repository::run(&args),
         Command::Fsck(args) => cli::fsck::run(&args),
@@ -177,7 +133,7 @@ pub fn apply_logging(c: &Config) {
     }
 }
 
-fn serve(config: PathBuf, dev: bool) -> ExitCode {
+fn serve(source: ConfigArgs) -> ExitCode {
     // Before any thread exists: taking the sockets clears LISTEN_* from the environment.
     let passed = match systemd::activation::take() {
         Ok(p) => p,
@@ -186,12 +142,12 @@ fn serve(config: PathBuf, dev: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let Some(c) = load_reporting(&config, dev) else {
+    let Some(Loaded { config: c, .. }) = load_reporting(&source) else {
         return ExitCode::FAILURE;
     };
     apply_logging(&c);
     let reload: server::Reload = Box::new(move || {
-        let l = load(&config, dev).map_err(|e| e.to_string())?;
+        let l = source.load().map_err(|e| e.to_string())?;
         for w in &l.warnings {
             log::warn!("config: {w}");
         }

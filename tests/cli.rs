@@ -109,6 +109,84 @@ fn unknown_keys_are_warnings() {
 }
 
 #[test]
+fn a_misspelt_key_names_the_key_meant_and_fails_check_config_strict() {
+    let dir = TempDir::new("cfg");
+    let p = write_config(
+        &dir,
+        "version: 0.1\nstorage:\n  delete:\n    enabeld: true\nhttp:\n  addr: 127.0.0.1:5000\n",
+    );
+    let (code, out, err) = run(&["check-config", "--config", &p], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(
+            "storage.delete.enabeld: unknown key, ignored; did you mean storage.delete.enabled?"
+        ),
+        "{err}"
+    );
+    assert!(out.contains("delete:\n    enabled: false"), "{out}");
+    let (code, out, err) = run(&["check-config", "--strict", "--config", &p], &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("did you mean storage.delete.enabled?"),
+        "{err}"
+    );
+    assert!(err.contains("--strict: 1 unknown key\n"), "{err}");
+    assert!(out.contains("storage:"), "{out}");
+    // --strict passes a file without unknown keys.
+    let p = write_config(&dir, "version: 0.1\nhttp:\n  addr: 127.0.0.1:5000\n");
+    let (code, _, err) = run(&["check-config", "--strict", "--config", &p], &[]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn serve_warns_about_a_misspelt_key_and_goes_on_as_distribution_does() {
+    let s = Server::start_with("  relativeurl: true\n");
+    s.expect_log("http.relativeurl: unknown key, ignored; did you mean http.relativeurls?");
+    assert_eq!(s.req("GET", "/v2/").send().status, 200);
+}
+
+#[test]
+fn check_config_reports_every_error_in_the_file() {
+    let dir = TempDir::new("cfg");
+    let p = write_config(
+        &dir,
+        "version: 0.1\nhttp:\n  addr: 127.0.0.1:5000\n  net: unix\nlog:\n  level: loud\nprivateregistry:\n  auth:\n    bcryptcost: 5\n",
+    );
+    let (code, out, err) = run(&["check-config", "--config", &p], &[]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(out, "");
+    for key in [
+        "log.level:",
+        "http.net:",
+        "privateregistry.auth.bcryptcost:",
+    ] {
+        assert!(
+            err.contains(&format!("config: {key}")),
+            "{key} missing from: {err}"
+        );
+    }
+    assert_eq!(err.lines().count(), 3, "one line per error: {err}");
+}
+
+#[test]
+fn check_config_prints_unset_values_as_their_defaults() {
+    let dir = TempDir::new("cfg");
+    let p = write_config(&dir, "http:\n  addr: 127.0.0.1:5000\n");
+    let (code, out, err) = run(&["check-config", "--config", &p], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("null"), "{out}");
+    assert!(
+        out.starts_with("version: 0.1\nlog:\n  level: info\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  filesystem:\n    rootdirectory: /var/lib/private-registry\n"),
+        "{out}"
+    );
+    assert!(out.contains("  draintimeout: 30s\n"), "{out}");
+}
+
+#[test]
 fn bad_config_refuses_to_serve_before_binding() {
     let dir = TempDir::new("cfg");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

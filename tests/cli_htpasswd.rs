@@ -504,3 +504,81 @@ fn prompts_on_the_terminal_without_echo_and_restores_it() {
     assert!(shown.contains("password correct"), "{shown}");
     assert!(!shown.contains("Retype"), "{shown}");
 }
+
+/// Runs `private-registry htpasswd ARGS` as given, with no input.
+fn htp_bare(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(BIN)
+        .arg("htpasswd")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    let o = child.wait_with_output().unwrap();
+    Output {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn config_names_the_file_and_its_cost() {
+    let (dir, file) = scratch();
+    let config = dir.0.join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nauth:\n  htpasswd:\n    realm: r\n    path: {}\nprivateregistry:\n  auth:\n    bcryptcost: 10\n",
+            file.display()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let o = htp_bare(
+        &["add", "alice", "--password-stdin", "--config", config],
+        "pw\n",
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.starts_with("alice:$2y$10$"), "{text}");
+    let o = htp_bare(&["list", "-c", config], "");
+    assert_eq!((o.code, o.stdout.as_str()), (0, "alice\n"), "{}", o.stderr);
+    let help = htp_bare(&["--help"], "").stdout;
+    assert!(!help.contains("not supported"), "{help}");
+}
+
+#[test]
+fn a_missing_configuration_fails_as_a_missing_file_does() {
+    let (dir, file) = scratch();
+    let config = dir.0.join("config.yml");
+    let via_config = htp_bare(&["list", "--config", config.to_str().unwrap()], "");
+    let via_file = htp(&file, &["list"], None);
+    assert_eq!((via_config.code, via_file.code), (1, 1));
+    assert_eq!(
+        via_config.stderr,
+        format!(
+            "private-registry htpasswd: cannot read {}: No such file or directory (os error 2); or pass --file PATH\n",
+            config.display()
+        )
+    );
+    assert_eq!(
+        via_file.stderr,
+        format!(
+            "private-registry htpasswd: cannot read {}: No such file or directory (os error 2)\n",
+            file.display()
+        )
+    );
+    std::fs::write(&config, "version: 0.1\n").unwrap();
+    let o = htp_bare(&["list", "--config", config.to_str().unwrap()], "");
+    assert_eq!(o.code, 1);
+    assert_eq!(
+        o.stderr,
+        format!(
+            "private-registry htpasswd: {}: no auth.htpasswd.path configured; pass --file PATH\n",
+            config.display()
+        )
+    );
+}

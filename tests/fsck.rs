@@ -349,3 +349,25 @@ fn uploads_a_crash_left_completed_are_linked_or_removed() {
     let (code, out) = fsck(&s, false);
     assert_eq!(code, 0, "{out}");
 }
+
+#[test]
+fn a_damaged_manifest_names_the_tags_that_point_at_it() {
+    let s = Server::start();
+    let m = push_image(&s, "team/app", "1.0", "one");
+    push_image(&s, "team/app", "latest", "one");
+    push_image(&s, "team/app", "2.0", "two");
+    let (layer, _) = layer_and_config(&s, "team/app", "1.0");
+    std::fs::write(blob_path(&s.root, &layer), b"not the layer").unwrap();
+    // A manifest whose own bytes are gone, tagged too.
+    let gone = push_image(&s, "team/other", "x", "three");
+    std::fs::remove_dir_all(blob_path(&s.root, &gone).parent().unwrap()).unwrap();
+
+    let out = finds_problems_changing_nothing(&s);
+    let l = lines_with(&out, &format!("manifest references blob {layer}"));
+    assert_eq!(l.len(), 1, "{out}");
+    assert!(l[0].contains(&format!(" {m}: ")), "{out}");
+    assert!(l[0].ends_with(" (tags: 1.0, latest)"), "{out}");
+    let l = lines_with(&out, &format!("{gone}: dangling link"));
+    assert!(l[0].ends_with(" (tags: x)"), "{out}");
+    assert!(out.ends_with(": 6 problems, 0 repaired\n"), "{out}");
+}

@@ -360,7 +360,7 @@ fn grace_period_keeps_what_is_new_or_just_referenced() {
 
     let out = gc(&s, &[]);
     assert!(
-        out.contains("0 blobs marked, 1 blobs eligible for deletion"),
+        out.contains("0 blobs marked, 1 blob eligible for deletion"),
         "{out}"
     );
     assert!(out.contains(&format!("deleted blob {stale}")), "{out}");
@@ -737,4 +737,45 @@ fn multi_arch_pushes_reuse_untagged_children_while_collections_run() {
     assert!(c.acknowledged > 5 && c.runs > 2 && c.deleted > 0);
     let a = audit_store(&s.root);
     assert!(a.problems.is_empty(), "{:#?}", a.problems);
+}
+
+/// `t` as the collector prints it, by date(1) rather than our own code.
+fn utc(t: SystemTime) -> String {
+    let secs = t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+    run_ok(Command::new("date").args(["-u", &format!("-d@{secs}"), "+%Y-%m-%dT%H:%M:%SZ"]))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn says_how_many_blobs_the_grace_period_holds_back_and_until_when() {
+    let s = Server::start();
+    let old = push_blob(&s, "a", b"old and unreferenced");
+    age(&s, &old);
+    let young = push_blob(&s, "a", b"young");
+    let younger = push_blob(&s, "a", b"younger");
+    run_ok(
+        Command::new("touch")
+            .args(["-m", "-d", "30 minutes ago"])
+            .arg(blob_path(&s.root, &young)),
+    );
+    let hour = Duration::from_secs(3600);
+    let out = gc(&s, &["--dry-run"]);
+    assert!(
+        out.contains("0 blobs marked, 1 blob eligible for deletion"),
+        "{out}"
+    );
+    let until = utc(mtime(&s, &younger) + hour);
+    let held = format!(
+        "2 blobs unreferenced but younger than the grace period (1h): kept, the last eligible at {until}"
+    );
+    assert!(out.contains(&held), "{out}");
+    let out = gc(&s, &["--dry-run", "--grace", "20m"]);
+    let until = utc(mtime(&s, &younger) + Duration::from_secs(1200));
+    let held = format!(
+        "1 blob unreferenced but younger than the grace period (20m): kept, eligible at {until}"
+    );
+    assert!(out.contains(&held), "{out}");
+    let out = gc(&s, &["--dry-run", "--grace", "0s"]);
+    assert!(!out.contains("grace period"), "{out}");
 }

@@ -50,8 +50,8 @@ fn delete_removes_one_repository_and_leaves_nested_and_shared() {
         lines,
         [
             "a\t2 tags\t2 manifests",
-            "a/b\t1 tags\t1 manifests",
-            "other\t1 tags\t1 manifests"
+            "a/b\t1 tag\t1 manifest",
+            "other\t1 tag\t1 manifest"
         ],
         "{list}"
     );
@@ -233,4 +233,43 @@ fn delete_killed_at_random_moments_is_all_or_nothing() {
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     let a = audit_store(&s.root);
     assert!(a.problems.is_empty(), "{:#?}", a.problems);
+}
+
+/// The operator commands take `--dev` as `serve` does: the developer
+/// configuration keeps its data in `./data`.
+#[test]
+fn operator_commands_take_dev_as_serve_does() {
+    let dir = TempDir::new("dev");
+    let s = Server::start_on(&dir.0.join("data"), "", &[]);
+    push_image(&s, "team/app", "1.0", "dev");
+    drop(s);
+    let dev = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .arg("--dev")
+            .current_dir(&dir.0)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = dev(&["repository", "list"]);
+    assert_eq!(stdout(&o), "team/app\t1 tag\t1 manifest\n");
+    let o = dev(&["du"]);
+    assert!(
+        o.status.success() && stdout(&o).contains("team/app"),
+        "{o:?}"
+    );
+    let o = dev(&["fsck"]);
+    assert!(o.status.success(), "{o:?}");
+    let o = dev(&["garbage-collect", "--dry-run"]);
+    assert!(stdout(&o).contains("3 blobs marked"), "{o:?}");
+    let o = dev(&["htpasswd", "list"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("the built-in developer configuration: no auth.htpasswd.path configured; pass --file PATH"),
+        "{err}"
+    );
+    // One source of configuration at a time.
+    let o = dev(&["du", "--config", "/etc/private-registry/config.yml"]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
 }

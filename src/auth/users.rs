@@ -102,8 +102,8 @@ fn build(path: &Path, text: &str, generation: u64, previous: Option<&Table>) -> 
         _ => bcrypt::hash("not a password of anyone", cost).unwrap_or_default(),
     };
     log::info!(
-        "auth: {} users loaded from {}",
-        hashes.len(),
+        "auth: {} loaded from {}",
+        crate::cli::count(hashes.len(), "user", "users"),
         path.display()
     );
     Table {

@@ -2,7 +2,7 @@
 //! itself (no daemon needed), as a table or, with `--json`, in the format of
 //! `GET /v2/_ext/usage`.
 
-use crate::config::{self, Config};
+use super::source::ConfigArgs;
 use crate::names::RepoName;
 use crate::storage::Registry;
 use crate::storage::driver::filesystem::FilesystemDriver;
@@ -10,15 +10,13 @@ use crate::storage::usage::{Inventory, RepoUsage, Snapshot};
 /// Sizes as the web UI and `docker images` show them.
 use crate::ui::html::size as human;
 use serde_json::json;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub struct DuArgs {
-    /// Configuration file (distribution's config.yml format).
-    #[arg(long, short, default_value = config::DEFAULT_PATH)]
-    config: PathBuf,
+    #[command(flatten)]
+    source: ConfigArgs,
     /// Print JSON, as GET /v2/_ext/usage answers.
     #[arg(long)]
     json: bool,
@@ -44,13 +42,8 @@ fn compute(args: &DuArgs) -> Result<String, String> {
         Some(r) => Some(RepoName::parse(r).ok_or(format!("{r:?}: not a repository name"))?),
         None => None,
     };
-    let loaded = Config::load(&args.config, std::env::vars()).map_err(|e| e.to_string())?;
-    for w in &loaded.warnings {
-        log::warn!("config: {w}");
-    }
-    let registry = Registry::new(Arc::new(FilesystemDriver::new(
-        loaded.config.root_directory(),
-    )));
+    let config = args.source.load_warning().map_err(|e| e.to_string())?;
+    let registry = Registry::new(Arc::new(FilesystemDriver::new(config.root_directory())));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -111,8 +104,8 @@ fn table(s: &Snapshot, rows: &[&RepoUsage], totals: bool) -> String {
     }
     if totals {
         out += &format!(
-            "\n{} blobs, {} in storage, {} reclaimable by garbage collection\n",
-            s.blobs,
+            "\n{}, {} in storage, {} reclaimable by garbage collection\n",
+            super::count(s.blobs, "blob", "blobs"),
             human(s.total_bytes),
             human(s.reclaimable_bytes)
         );

@@ -2,10 +2,11 @@
 //! when nothing is wrong, 1 when problems were found (repaired or not),
 //! 2 when the check itself could not run.
 
+use super::count;
 use super::offline::Offline;
+use super::source::ConfigArgs;
 use crate::config;
 use crate::storage::fsck::{Finding, Options};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -14,9 +15,8 @@ pub const EXIT_STATUS: &str =
 
 #[derive(clap::Args)]
 pub struct FsckArgs {
-    /// Configuration file (distribution's config.yml format).
-    #[arg(long, short, default_value = config::DEFAULT_PATH)]
-    config: PathBuf,
+    #[command(flatten)]
+    source: ConfigArgs,
     /// Move corrupt blobs aside (to docker/registry/v2/_corrupt/, never
     /// deleted), remove dangling links and tags, put back what an
     /// interrupted collection set aside, link the blobs of uploads a crash
@@ -36,7 +36,7 @@ pub fn run(args: &FsckArgs) -> ExitCode {
         repair: args.repair,
         grace: args.grace,
     };
-    let (o, report) = match Offline::open(&args.config).and_then(|o| {
+    let (o, report) = match Offline::open(&args.source).and_then(|o| {
         let r = o
             .block_on(o.registry.fsck(&opts))
             .map_err(|e| e.to_string())?;
@@ -60,11 +60,11 @@ pub fn run(args: &FsckArgs) -> ExitCode {
         .filter(|f| f.repaired.is_some())
         .count();
     println!(
-        "checked {} blobs, {} links, {} manifests: {} problems, {repaired} repaired",
-        report.blobs,
-        report.links,
-        report.manifests,
-        report.problems.len()
+        "checked {}, {}, {}: {}, {repaired} repaired",
+        count(report.blobs, "blob", "blobs"),
+        count(report.links, "link", "links"),
+        count(report.manifests, "manifest", "manifests"),
+        count(report.problems.len(), "problem", "problems")
     );
     if report.problems.is_empty() {
         ExitCode::SUCCESS
@@ -73,10 +73,14 @@ pub fn run(args: &FsckArgs) -> ExitCode {
     }
 }
 
-/// `PATH DIGEST: PROBLEM [(repaired: WHAT)]`, the path as found on disk.
+/// `PATH DIGEST: PROBLEM [(tags: A, B)] [(repaired: WHAT)]`, the path as
+/// found on disk.
 fn line(o: &Offline, f: &Finding) -> String {
     let digest = f.digest.as_ref().map_or("-".to_string(), |d| d.to_string());
     let mut s = format!("{} {digest}: {}", o.full_path(&f.path).display(), f.problem);
+    if !f.tags.is_empty() {
+        s.push_str(&format!(" (tags: {})", f.tags.join(", ")));
+    }
     if let Some(r) = &f.repaired {
         s.push_str(&format!(" (repaired: {r})"));
     }

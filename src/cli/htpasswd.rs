@@ -6,7 +6,9 @@
 //! line ever changes.
 
 use super::prompt::{self, HiddenInput};
+use super::source;
 use crate::auth::htpasswd::{self, Document, HtpasswdError};
+use crate::config::{self, ConfigError};
 use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -30,9 +32,19 @@ pub struct HtpasswdArgs {
     #[arg(long, global = true, value_name = "N",
           value_parser = clap::value_parser!(u32).range(MIN_COST as i64..=31))]
     pub cost: Option<u32>,
-    /// Configuration file to take the htpasswd file's path from (not supported yet: use --file)
-    #[arg(long, global = true, value_name = "PATH")]
+    /// Configuration file whose auth.htpasswd.path names the file, and whose
+    /// privateregistry.auth.bcryptcost sets the cost [default: /etc/private-registry/config.yml]
+    #[arg(
+        long,
+        short,
+        global = true,
+        value_name = "PATH",
+        conflicts_with = "file"
+    )]
     pub config: Option<PathBuf>,
+    /// Take them from the built-in developer configuration (as serve --dev)
+    #[arg(long, global = true, conflicts_with_all = ["config", "file"])]
+    pub dev: bool,
 }
 
 #[derive(clap::Subcommand)]
@@ -82,11 +94,54 @@ enum CliError {
     Mismatch,
     #[error("bcrypt cost {0} is below the minimum of {MIN_COST}")]
     CostTooLow(u32),
+    #[error("{0}; or pass --file PATH")]
+    Config(ConfigError),
+    #[error("{0}: no auth.htpasswd.path configured; pass --file PATH")]
+    NoPath(String),
 }
 
-/// Carries out one `htpasswd` action on `file`, hashing at `cost`.
-pub fn run(args: &HtpasswdArgs, file: &Path, cost: u32) -> ExitCode {
-    let result = match &args.action {
+/// The htpasswd file and bcrypt cost: `--file`/`--cost` if given, else the
+/// configuration's `auth.htpasswd.path` and `privateregistry.auth.bcryptcost`.
+/// Without a configuration file at the default path, the packaged default
+/// file, so the command works before any configuration exists.
+fn target(args: &HtpasswdArgs) -> Result<(PathBuf, u32), CliError> {
+    let path = args.config.clone();
+    let path = path.unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
+    let implicit = args.config.is_none() && !args.dev && !path.exists();
+    let (file, cost) = match &args.file {
+        Some(f) => (f.clone(), DEFAULT_COST),
+        None if implicit => (PathBuf::from(DEFAULT_FILE), DEFAULT_COST),
+        None => configured(&path, args.dev)?,
+    };
+    Ok((file, args.cost.unwrap_or(cost)))
+}
+
+fn configured(path: &Path, dev: bool) -> Result<(PathBuf, u32), CliError> {
+    let c = source::load(path, dev).map_err(CliError::Config)?.config;
+    let file = c.auth.and_then(|a| a.htpasswd).map(|h| h.path);
+    let origin = if dev {
+        "the built-in developer configuration".to_string()
+    } else {
+        path.display().to_string()
+    };
+    let file = file.ok_or(CliError::NoPath(origin))?;
+    Ok((file, c.privateregistry.auth.bcryptcost))
+}
+
+/// Carries out one `htpasswd` action on the file `target` finds; every
+/// failure, finding the file included, is reported alike and exits 1.
+pub fn run(args: &HtpasswdArgs) -> ExitCode {
+    match target(args).and_then(|(file, cost)| act(args, &file, cost)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn act(args: &HtpasswdArgs, file: &Path, cost: u32) -> Result<(), CliError> {
+    match &args.action {
         Action::Add {
             user,
             password_stdin,
@@ -97,13 +152,6 @@ pub fn run(args: &HtpasswdArgs, file: &Path, cost: u32) -> ExitCode {
             user,
             password_stdin,
         } => verify(file, user, *password_stdin),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            report(&e);
-            ExitCode::FAILURE
-        }
     }
 }
 

@@ -7,3 +7,9 @@ pub mod htpasswd;
 pub mod offline;
 mod prompt;
 pub mod repository;
+pub mod source;
+
+/// `1 tag`, `2 tags`: counts as the operator reads them.
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}

@@ -2,7 +2,7 @@
 //! `repository`) share: the configured storage and a runtime to drive it.
 //! They run beside a serving daemon, through the same storage layer.
 
-use crate::config::Config;
+use super::source::ConfigArgs;
 use crate::storage::Registry;
 use crate::storage::driver::filesystem::FilesystemDriver;
 use std::future::Future;
@@ -17,14 +17,13 @@ pub struct Offline {
 }
 
 impl Offline {
-    /// Loads the configuration at `config` and opens its storage; the error
+    /// Loads the configuration `source` names and opens its storage; the error
     /// says which step failed.
-    pub fn open(config: &Path) -> Result<Offline, String> {
-        let loaded = Config::load(config, std::env::vars()).map_err(|e| e.to_string())?;
-        for w in &loaded.warnings {
-            log::warn!("config: {w}");
-        }
-        let root = loaded.config.root_directory();
+    pub fn open(source: &ConfigArgs) -> Result<Offline, String> {
+        let root = source
+            .load_warning()
+            .map_err(|e| e.to_string())?
+            .root_directory();
         check_owner(&root)?;
         let registry = Registry::new(Arc::new(FilesystemDriver::new(&root)));
         let rt = tokio::runtime::Builder::new_current_thread()

@@ -1,22 +1,21 @@
 //! `private-registry repository list|delete`: whole repositories, for the
 //! operator who would otherwise `rm -rf` a directory by hand.
 
+use super::count;
 use super::offline::Offline;
-use crate::config;
+use super::source::ConfigArgs;
 use crate::names::RepoName;
 use crate::storage::StorageError;
 use crate::storage::repository::Contents;
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct RepositoryArgs {
     #[command(subcommand)]
     action: Action,
-    /// Configuration file (distribution's config.yml format).
-    #[arg(long, short, global = true, default_value = config::DEFAULT_PATH)]
-    config: PathBuf,
+    #[command(flatten)]
+    source: ConfigArgs,
 }
 
 #[derive(clap::Subcommand)]
@@ -59,7 +58,7 @@ enum CliError {
 }
 
 pub fn run(args: &RepositoryArgs) -> ExitCode {
-    let result = Offline::open(&args.config)
+    let result = Offline::open(&args.source)
         .map_err(CliError::Open)
         .and_then(|o| match &args.action {
             Action::List { json } => list(&o, *json),
@@ -88,7 +87,7 @@ fn list(o: &Offline, json: bool) -> Result<(), CliError> {
         println!("{}", serde_json::Value::Array(v));
     } else {
         for (n, t, m) in rows {
-            println!("{n}\t{t} tags\t{m} manifests");
+            println!("{n}\t{}\t{}", tags(t), manifests(m));
         }
     }
     Ok(())
@@ -131,12 +130,13 @@ fn print_contents(repo: &RepoName, c: &Contents, verb: &str) {
         println!("{verb} manifest {repo}@{d}");
     }
     if c.uploads > 0 {
-        println!("{verb} {} upload(s) in progress", c.uploads);
+        let uploads = count(c.uploads, "upload", "uploads");
+        println!("{verb} {uploads} in progress");
     }
     println!(
-        "{verb} repository {repo}: {} tags, {} manifests",
-        c.tags.len(),
-        c.manifests.len()
+        "{verb} repository {repo}: {}, {}",
+        tags(c.tags.len()),
+        manifests(c.manifests.len())
     );
 }
 
@@ -147,9 +147,9 @@ fn confirm(repo: &RepoName, c: &Contents) -> Result<(), CliError> {
         return Err(CliError::NoTerminal(repo.to_string()));
     }
     eprint!(
-        "Delete repository {repo} with {} tags and {} manifests? Type its name to confirm: ",
-        c.tags.len(),
-        c.manifests.len()
+        "Delete repository {repo} with {} and {}? Type its name to confirm: ",
+        tags(c.tags.len()),
+        manifests(c.manifests.len())
     );
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
@@ -159,4 +159,12 @@ fn confirm(repo: &RepoName, c: &Contents) -> Result<(), CliError> {
     } else {
         Err(CliError::NotConfirmed(repo.to_string()))
     }
+}
+
+fn tags(n: usize) -> String {
+    count(n, "tag", "tags")
+}
+
+fn manifests(n: usize) -> String {
+    count(n, "manifest", "manifests")
 }

@@ -61,19 +61,25 @@ impl<'de> Deserialize<'de> for GoDuration {
     }
 }
 
+/// The largest whole unit, as an operator would write it back.
+impl std::fmt::Display for GoDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.0.as_secs();
+        if self.0.subsec_nanos() != 0 {
+            write!(f, "{}ms", self.0.as_millis())
+        } else if secs.is_multiple_of(3600) && secs > 0 {
+            write!(f, "{}h", secs / 3600)
+        } else if secs.is_multiple_of(60) && secs > 0 {
+            write!(f, "{}m", secs / 60)
+        } else {
+            write!(f, "{secs}s")
+        }
+    }
+}
+
 impl Serialize for GoDuration {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let secs = self.0.as_secs();
-        let text = if self.0.subsec_nanos() != 0 {
-            format!("{}ms", self.0.as_millis())
-        } else if secs.is_multiple_of(3600) && secs > 0 {
-            format!("{}h", secs / 3600)
-        } else if secs.is_multiple_of(60) && secs > 0 {
-            format!("{}m", secs / 60)
-        } else {
-            format!("{secs}s")
-        };
-        s.serialize_str(&text)
+        s.collect_str(self)
     }
 }
 

@@ -99,14 +99,26 @@ impl Limits {
                 "a positive duration",
             ),
         ];
-        match checks.iter().find(|(_, ok, _)| !ok) {
-            Some((k, _, want)) => Err(invalid(
-                &format!("privateregistry.limits.{k}"),
-                format!("expected {want}"),
-            )),
-            None => Ok(()),
-        }
+        super::all(checks.iter().map(|(k, ok, want)| {
+            super::positive(&format!("privateregistry.limits.{k}"), *ok, want)
+        }))
     }
+}
+
+/// The `i`th entry of `privateregistry.listeners`, its address parsed.
+fn resolve((i, l): (usize, &ListenerConfig)) -> Result<Listener, ConfigError> {
+    let key = format!("privateregistry.listeners[{i}]");
+    Ok(Listener {
+        name: if l.name.is_empty() {
+            format!("listener{i}")
+        } else {
+            l.name.clone()
+        },
+        addr: parse_addr(&format!("{key}.addr"), &l.addr)?,
+        tls: l.tls,
+        auth: l.auth,
+        key,
+    })
 }
 
 /// distribution's `:5000` means every interface.
@@ -130,43 +142,39 @@ impl Config {
     /// opts out with `privateregistry.insecurenetwork`.
     pub fn listeners(&self) -> Result<Vec<Listener>, ConfigError> {
         let ours = &self.privateregistry.listeners;
-        let listeners = if ours.is_empty() {
-            vec![Listener {
-                name: "default".into(),
-                addr: parse_addr("http.addr", &self.http.addr)?,
-                tls: self.http.tls.is_some(),
-                auth: true,
-                key: "http.addr".into(),
-            }]
+        let resolved = if ours.is_empty() {
+            vec![
+                parse_addr("http.addr", &self.http.addr).map(|addr| Listener {
+                    name: "default".into(),
+                    addr,
+                    tls: self.http.tls.is_some(),
+                    auth: true,
+                    key: "http.addr".into(),
+                }),
+            ]
         } else {
-            ours.iter()
-                .enumerate()
-                .map(|(i, l)| {
-                    let key = format!("privateregistry.listeners[{i}]");
-                    Ok(Listener {
-                        name: if l.name.is_empty() {
-                            format!("listener{i}")
-                        } else {
-                            l.name.clone()
-                        },
-                        addr: parse_addr(&format!("{key}.addr"), &l.addr)?,
-                        tls: l.tls,
-                        auth: l.auth,
-                        key,
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?
+            ours.iter().enumerate().map(resolve).collect()
         };
-        for l in &listeners {
-            if l.tls && self.http.tls.is_none() {
-                return Err(invalid(
-                    &format!("{}.tls", l.key),
-                    "a TLS listener needs http.tls.certificate and http.tls.key",
-                ));
+        let mut listeners = vec![];
+        let mut errors = vec![];
+        for l in resolved {
+            match l.and_then(|l| self.check_listener(&l).map(|()| l)) {
+                Ok(l) => listeners.push(l),
+                Err(e) => errors.push(Err(e)),
             }
-            self.check_exposure(l)?;
         }
+        super::all(errors)?;
         Ok(listeners)
+    }
+
+    fn check_listener(&self, l: &Listener) -> Result<(), ConfigError> {
+        if l.tls && self.http.tls.is_none() {
+            return Err(invalid(
+                &format!("{}.tls", l.key),
+                "a TLS listener needs http.tls.certificate and http.tls.key",
+            ));
+        }
+        self.check_exposure(l)
     }
 
     fn check_exposure(&self, l: &Listener) -> Result<(), ConfigError> {

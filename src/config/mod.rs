@@ -10,6 +10,7 @@ pub mod duration;
 pub mod env;
 pub mod listeners;
 pub mod security;
+mod suggest;
 
 use collection::ScheduledGc;
 use duration::GoDuration;
@@ -30,7 +31,7 @@ pub const DEV_CONFIG: &str = include_str!("../../etc/dev.yml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: {source}")]
+    #[error("cannot read {path}: {source}")]
     Read {
         path: String,
         source: std::io::Error,
@@ -39,6 +40,76 @@ pub enum ConfigError {
     Yaml { path: String, message: String },
     #[error("{key}: {message}")]
     Invalid { key: String, message: String },
+    /// Every mistake in the file at once, so one round of edits fixes them all.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Several(Vec<ConfigError>),
+    /// Errors in a file that also has keys nothing reads: a misspelt key
+    /// often explains a missing or default value.
+    #[error("{error}; {}", unknown.join("; "))]
+    WithUnknown {
+        error: Box<ConfigError>,
+        unknown: Vec<String>,
+    },
+}
+
+impl ConfigError {
+    /// The single errors this stands for, to report one per line.
+    pub fn each(&self) -> Vec<&ConfigError> {
+        match self {
+            ConfigError::Several(v) => v.iter().flat_map(ConfigError::each).collect(),
+            ConfigError::WithUnknown { error, .. } => error.each(),
+            e => vec![e],
+        }
+    }
+
+    fn with_unknown(self, unknown: Vec<String>) -> ConfigError {
+        if unknown.is_empty() {
+            self
+        } else {
+            ConfigError::WithUnknown {
+                error: Box::new(self),
+                unknown,
+            }
+        }
+    }
+
+    /// The unknown-key warnings that came with the errors.
+    pub fn unknown(&self) -> &[String] {
+        match self {
+            ConfigError::WithUnknown { unknown, .. } => unknown,
+            _ => &[],
+        }
+    }
+
+    fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Invalid { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+}
+
+/// Runs every check rather than stopping at the first failure: `Ok` if all
+/// passed, else every error, flattened.
+pub fn all(results: impl IntoIterator<Item = Result<(), ConfigError>>) -> Result<(), ConfigError> {
+    let errors: Vec<_> = results
+        .into_iter()
+        .filter_map(Result::err)
+        .flat_map(flatten)
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(several(errors))
+    }
+}
+
+fn several(mut errors: Vec<ConfigError>) -> ConfigError {
+    if errors.len() == 1 {
+        errors.remove(0)
+    } else {
+        ConfigError::Several(errors)
+    }
 }
 
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
@@ -343,6 +414,9 @@ impl Default for Ours {
 pub struct Loaded {
     pub config: Config,
     pub warnings: Vec<String>,
+    /// The keys this registry does not read (also among `warnings`): what
+    /// `check-config --strict` refuses, for CI.
+    pub unknown: Vec<String>,
 }
 
 impl Config {
@@ -371,25 +445,14 @@ impl Config {
             doc = Value::Mapping(Default::default());
         }
         env::apply(&mut doc, vars);
-        let mut warnings = vec![];
-        let mut note_unknown =
-            |p: serde_ignored::Path| warnings.push(format!("{p}: unknown key, ignored"));
-        let de = serde_ignored::Deserializer::new(doc, &mut note_unknown);
-        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
-            invalid(&key, e.into_inner().to_string())
-        })?;
-        config.validate(&mut warnings)?;
-        Ok(Loaded { config, warnings })
+        let parsed = Parsed::from(doc);
+        let unknown = parsed.unknown.clone();
+        parsed
+            .validated()
+            .map_err(|error| error.with_unknown(unknown))
     }
 
     fn validate(&self, warnings: &mut Vec<String>) -> Result<(), ConfigError> {
-        match &self.version {
-            None => warnings.push("version: missing; assuming 0.1".into()),
-            Some(Value::String(s)) if s == "0.1" => {}
-            Some(Value::Number(n)) if n.as_f64() == Some(0.1) => {}
-            Some(v) => return Err(invalid("version", format!("expected 0.1, got {v:?}"))),
-        }
         let unused = [
             ("notifications", &self.notifications),
             ("redis", &self.redis),
@@ -404,35 +467,71 @@ impl Config {
                 "{key}: distribution section accepted but not used by this registry"
             ));
         }
+        all([
+            self.validate_version(warnings),
+            self.validate_supported(),
+            self.validate_security(warnings),
+            self.validate_http(),
+            self.privateregistry.gc.validate(),
+            positive(
+                "privateregistry.usagerescan",
+                !self.privateregistry.usagerescan.0.is_zero(),
+                "a positive duration",
+            ),
+            positive(
+                "privateregistry.maxpagesize",
+                self.privateregistry.maxpagesize > 0,
+                "a positive number",
+            ),
+        ])
+    }
+
+    fn validate_version(&self, warnings: &mut Vec<String>) -> Result<(), ConfigError> {
+        match &self.version {
+            None => warnings.push("version: missing; assuming 0.1".into()),
+            Some(Value::String(s)) if s == "0.1" => {}
+            Some(Value::Number(n)) if n.as_f64() == Some(0.1) => {}
+            Some(v) => return Err(invalid("version", format!("expected 0.1, got {v:?}"))),
+        }
+        Ok(())
+    }
+
+    /// distribution features this registry refuses by name rather than ignore.
+    fn validate_supported(&self) -> Result<(), ConfigError> {
+        let mut refused = vec![];
         if self.proxy.is_some() {
-            return Err(invalid(
+            refused.push(invalid(
                 "proxy",
                 "pull-through cache mode is not supported yet",
             ));
         }
         if let Some(driver) = self.storage.unsupported_driver() {
-            return Err(invalid(
+            refused.push(invalid(
                 &format!("storage.{driver}"),
                 "unknown or unsupported storage driver (this version supports filesystem)",
             ));
         }
         if self.storage.maintenance.readonly.enabled {
-            return Err(invalid(
+            refused.push(invalid(
                 "storage.maintenance.readonly.enabled",
                 "read-only mode is not supported yet",
             ));
         }
+        all(refused.into_iter().map(Err))
+    }
+
+    fn validate_http(&self) -> Result<(), ConfigError> {
+        let mut wrong = vec![];
         if self.http.net != "tcp" {
-            return Err(invalid(
+            wrong.push(invalid(
                 "http.net",
                 format!("expected tcp, got {:?}", self.http.net),
             ));
         }
-        self.validate_security(warnings)?;
         if let Some(host) = &self.http.host
             && !(host.starts_with("http://") || host.starts_with("https://"))
         {
-            return Err(invalid(
+            wrong.push(invalid(
                 "http.host",
                 format!(
                     "expected an absolute URL such as https://registry.example.com, got {host:?}"
@@ -445,46 +544,38 @@ impl Config {
             .as_deref()
             .is_some_and(|p| p != "/" && !p.is_empty())
         {
-            return Err(invalid(
+            wrong.push(invalid(
                 "http.prefix",
                 "serving under a path prefix is not supported yet",
             ));
         }
-        self.privateregistry.gc.validate()?;
-        if self.privateregistry.usagerescan.0.is_zero() {
-            return Err(invalid(
-                "privateregistry.usagerescan",
-                "expected a positive duration",
-            ));
-        }
-        if self.privateregistry.maxpagesize == 0 {
-            return Err(invalid(
-                "privateregistry.maxpagesize",
-                "expected a positive number",
-            ));
-        }
-        Ok(())
+        all(wrong.into_iter().map(Err))
     }
 
     fn validate_security(&self, warnings: &mut Vec<String>) -> Result<(), ConfigError> {
-        if let Some(tls) = &self.http.tls {
-            tls.validate(warnings)?;
-        }
-        if let Some(auth) = &self.auth {
-            auth.validate()?;
-        }
-        if let Some(access) = &self.privateregistry.access {
-            if self.auth.is_none() {
-                return Err(invalid(
-                    "privateregistry.access",
-                    "access rules need authentication: configure auth.htpasswd",
-                ));
-            }
-            access.validate(warnings)?;
-        }
-        self.privateregistry.auth.validate()?;
-        self.privateregistry.limits.validate()?;
-        self.debug_listener(warnings)?;
+        let access = match &self.privateregistry.access {
+            Some(_) if self.auth.is_none() => Err(invalid(
+                "privateregistry.access",
+                "access rules need authentication: configure auth.htpasswd",
+            )),
+            Some(access) => access.validate(warnings),
+            None => Ok(()),
+        };
+        all([
+            self.http
+                .tls
+                .as_ref()
+                .map_or(Ok(()), |t| t.validate(warnings).map(drop)),
+            self.auth.as_ref().map_or(Ok(()), Auth::validate),
+            access,
+            self.privateregistry.auth.validate(),
+            self.privateregistry.limits.validate(),
+            self.debug_listener(warnings).map(drop),
+            self.validate_listeners(warnings),
+        ])
+    }
+
+    fn validate_listeners(&self, warnings: &mut Vec<String>) -> Result<(), ConfigError> {
         let listeners = self.listeners()?;
         if self.http.tls.is_some() && !listeners.iter().any(|l| l.tls) {
             warnings.push(
@@ -534,8 +625,159 @@ impl Config {
             .map_or(Duration::from_secs(30), |d| d.0)
     }
 
+    /// The configuration as it takes effect: the keys whose default is
+    /// decided only when used show the value that applies, not `null` or
+    /// nothing, so the operator reads what the registry will do.
     pub fn to_yaml(&self) -> String {
-        serde_yaml_ng::to_string(self).unwrap_or_default()
+        fn effective(v: impl Serialize) -> Value {
+            serde_yaml_ng::to_value(v).unwrap_or_default()
+        }
+        let mut v = effective(self);
+        v["version"] = Value::from(0.1);
+        v["log"]["level"] = effective(self.log_level());
+        v["storage"]["filesystem"]["rootdirectory"] = effective(self.root_directory());
+        v["http"]["draintimeout"] = effective(GoDuration(self.drain_timeout()));
+        serde_yaml_ng::to_string(&v).unwrap_or_default()
+    }
+}
+
+pub(crate) fn positive(key: &str, ok: bool, expected: &str) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(key, format!("expected {expected}")))
+    }
+}
+
+fn flatten(e: ConfigError) -> Vec<ConfigError> {
+    match e {
+        ConfigError::Several(v) => v,
+        e => vec![e],
+    }
+}
+
+/// Whether one key lies within the other (`a.b` and `a.b.c`, `a.b[0]`).
+fn overlap(a: &str, b: &str) -> bool {
+    let within = |long: &str, short: &str| {
+        long.strip_prefix(short)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+    };
+    within(a, b) || within(b, a)
+}
+
+/// A document deserialized as far as it goes.
+struct Parsed {
+    /// `None` if a wrong value could not be dropped to go on.
+    config: Option<Config>,
+    errors: Vec<ConfigError>,
+    /// The keys dropped for their wrong values, their defaults in effect.
+    dropped: Vec<String>,
+    unknown: Vec<String>,
+}
+
+impl From<Value> for Parsed {
+    /// serde stops at the first wrong value; so each is recorded, its key
+    /// dropped and the rest deserialized again, to report every one at once.
+    fn from(mut doc: Value) -> Parsed {
+        let mut errors = vec![];
+        let mut dropped = vec![];
+        loop {
+            let mut unknown = vec![];
+            let mut note = |p: serde_ignored::Path| unknown.push(unknown_key(&p));
+            let de = serde_ignored::Deserializer::new(doc.clone(), &mut note);
+            let e = match serde_path_to_error::deserialize::<_, Config>(de) {
+                Ok(config) => {
+                    return Parsed {
+                        config: Some(config),
+                        errors,
+                        dropped,
+                        unknown,
+                    };
+                }
+                Err(e) => e,
+            };
+            let removed = drop_key(&mut doc, e.path());
+            errors.push(invalid(&e.path().to_string(), e.into_inner().to_string()));
+            match removed {
+                Some(key) if errors.len() < 100 => dropped.push(key),
+                _ => {
+                    return Parsed {
+                        config: None,
+                        errors,
+                        dropped,
+                        unknown,
+                    };
+                }
+            }
+        }
+    }
+}
+
+impl Parsed {
+    /// The configuration validated, or every error: those of deserializing
+    /// and those of validating, less the follow-on errors of keys dropped
+    /// for their wrong values, which would fail again as missing.
+    fn validated(self) -> Result<Loaded, ConfigError> {
+        let Some(config) = self.config else {
+            return Err(several(self.errors));
+        };
+        let mut warnings = self.unknown.clone();
+        let validated = all([config.validate(&mut warnings)]).err();
+        let dropped = &self.dropped;
+        let follow_on = |e: &ConfigError| {
+            e.key()
+                .is_some_and(|k| dropped.iter().any(|d| overlap(k, d)))
+        };
+        let rest = validated.map_or(vec![], flatten);
+        let rest = rest.into_iter().filter(|e| !follow_on(e));
+        all(self.errors.into_iter().chain(rest).map(Err))?;
+        Ok(Loaded {
+            config,
+            warnings,
+            unknown: self.unknown,
+        })
+    }
+}
+
+/// Removes from `doc` the innermost key on `path`; returns that key.
+fn drop_key(doc: &mut Value, path: &serde_path_to_error::Path) -> Option<String> {
+    use serde_path_to_error::Segment;
+    let segments: Vec<&Segment> = path.iter().collect();
+    let last = segments
+        .iter()
+        .rposition(|s| matches!(s, Segment::Map { .. }))?;
+    let mut steps = vec![];
+    let mut at = doc;
+    for s in &segments[..last] {
+        at = match s {
+            Segment::Map { key } => {
+                steps.push(suggest::Step::Key(key.clone()));
+                at.get_mut(key.as_str())?
+            }
+            Segment::Seq { index } => {
+                steps.push(suggest::Step::Index(*index));
+                at.get_mut(*index)?
+            }
+            _ => return None,
+        };
+    }
+    let Segment::Map { key } = segments[last] else {
+        return None;
+    };
+    at.as_mapping_mut()?.remove(key.as_str())?;
+    Some(suggest::key_of(&steps, key))
+}
+
+/// The warning for a key nothing reads, with the known key it is closest to.
+fn unknown_key(p: &serde_ignored::Path) -> String {
+    let steps = suggest::steps(p);
+    let key = match steps.split_last() {
+        Some((suggest::Step::Key(k), parent)) => suggest::key_of(parent, k),
+        _ => p.to_string(),
+    };
+    match suggest::suggestion(&steps) {
+        Some(meant) => format!("{key}: unknown key, ignored; did you mean {meant}?"),
+        None => format!("{key}: unknown key, ignored"),
     }
 }
 

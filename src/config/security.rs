@@ -40,14 +40,17 @@ impl Tls {
                 "ACME is not supported; use certificate and key (certbot renewals are picked up automatically)",
             ));
         }
-        for (key, path) in [
+        let files = [
             ("http.tls.certificate", &self.certificate),
             ("http.tls.key", &self.key),
-        ] {
+        ];
+        super::all(files.map(|(key, path)| {
             if path.as_os_str().is_empty() {
-                return Err(invalid(key, "missing: give the path of a PEM file"));
+                Err(invalid(key, "missing: give the path of a PEM file"))
+            } else {
+                Ok(())
             }
-        }
+        }))?;
         if self.ciphersuites.is_some() {
             warnings.push(
                 "http.tls.ciphersuites: ignored; only modern AEAD suites with forward secrecy are offered"
@@ -158,7 +161,22 @@ pub struct Rule {
 
 impl Access {
     pub fn validate(&self, warnings: &mut Vec<String>) -> Result<(), ConfigError> {
-        for (i, r) in self.rules.iter().enumerate() {
+        let checked: Vec<_> = self
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| self.validate_rule(i, r, warnings))
+            .collect();
+        super::all(checked)
+    }
+
+    fn validate_rule(
+        &self,
+        i: usize,
+        r: &Rule,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), ConfigError> {
+        {
             let key = |k: &str| format!("privateregistry.access.rules[{i}].{k}");
             if r.repositories.is_empty() {
                 return Err(invalid(

@@ -30,8 +30,70 @@ fn accepts_debians_registry_config_shape() {
 
 #[test]
 fn unknown_keys_warn_with_their_path() {
-    let l = parse("version: 0.1\nhttp:\n  adr: x\n").unwrap();
-    assert_eq!(l.warnings, ["http.adr: unknown key, ignored"]);
+    let l = parse("version: 0.1\nhttp:\n  adr: x\n  colour: blue\n").unwrap();
+    assert_eq!(
+        l.warnings,
+        [
+            "http.adr: unknown key, ignored; did you mean http.addr?",
+            "http.colour: unknown key, ignored"
+        ]
+    );
+    assert_eq!(l.unknown, l.warnings);
+}
+
+#[test]
+fn every_wrong_value_is_reported_not_only_the_first() {
+    let text = "version: 0.1\nstorage:\n  delete:\n    enabled: maybe\nprivateregistry:\n  maxpagesize: abc\n  auth:\n    bcryptcost: 5\n  limits:\n    maxheaderbytes: 10\n    maxurlbytes: 1\n";
+    let e = parse(text).err().unwrap();
+    let keys: Vec<String> = e
+        .each()
+        .iter()
+        .map(|e| e.to_string().split(':').next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "storage.delete.enabled",
+            "privateregistry.maxpagesize",
+            "privateregistry.auth.bcryptcost",
+            "privateregistry.limits.maxheaderbytes",
+            "privateregistry.limits.maxurlbytes",
+        ]
+    );
+}
+
+#[test]
+fn a_dropped_wrong_value_is_not_reported_again_as_missing() {
+    let text = "version: 0.1\nhttp:\n  tls:\n    certificate: [a]\n    key: /k.pem\n";
+    let e = parse(text).err().unwrap();
+    let all: Vec<String> = e.each().iter().map(|e| e.to_string()).collect();
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert!(
+        all[0].starts_with("http.tls.certificate: invalid type"),
+        "{all:?}"
+    );
+}
+
+#[test]
+fn errors_carry_the_unknown_keys_that_may_explain_them() {
+    let text = "version: 0.1\nhttp:\n  tls:\n    certficate: /c.pem\n    key: /k.pem\n";
+    let e = parse(text).err().unwrap();
+    assert!(
+        e.to_string().starts_with("http.tls.certificate: missing"),
+        "{e}"
+    );
+    assert_eq!(
+        e.unknown(),
+        ["http.tls.certficate: unknown key, ignored; did you mean http.tls.certificate?"]
+    );
+}
+
+#[test]
+fn effective_configuration_shows_defaults_not_null() {
+    let yaml = parse("").unwrap().config.to_yaml();
+    assert!(!yaml.contains("null"), "{yaml}");
+    assert!(yaml.starts_with("version: 0.1\n"), "{yaml}");
+    assert!(yaml.contains("  level: info\n"), "{yaml}");
 }
 
 #[test]
@@ -226,4 +288,24 @@ fn debug_listener_is_loopback_unless_opted_in() {
     assert!(w.iter().any(|w| w.contains("INSECURE")), "{w:?}");
     let (d, _) = debug("''", "").unwrap();
     assert!(d.is_none(), "an empty address means no debug listener");
+}
+
+#[test]
+fn every_listener_and_tls_file_mistake_is_reported() {
+    let text = "version: 0.1\nhttp:\n  tls: {minimumtls: tls1.2}\nprivateregistry:\n  listeners:\n    - {addr: 'nowhere'}\n    - {addr: ':5001'}\n    - {addr: '127.0.0.1:5002'}\n";
+    let e = parse(text).err().unwrap();
+    let keys: Vec<String> = e
+        .each()
+        .iter()
+        .map(|e| e.to_string().split(':').next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "http.tls.certificate",
+            "http.tls.key",
+            "privateregistry.listeners[0].addr",
+            "privateregistry.listeners[1]",
+        ]
+    );
 }

@@ -3,16 +3,15 @@
 
 use super::{Options, collect};
 use crate::cli::offline::Offline;
+use crate::cli::source::ConfigArgs;
 use crate::config;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct GcArgs {
-    /// Configuration file (distribution's config.yml format).
-    #[arg(long, short, default_value = config::DEFAULT_PATH)]
-    config: PathBuf,
+    #[command(flatten)]
+    source: ConfigArgs,
     /// Print what would be removed; change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -32,7 +31,7 @@ pub fn run_command(args: &GcArgs) -> ExitCode {
         delete_untagged: args.delete_untagged,
         grace: args.grace,
     };
-    let result = Offline::open(&args.config).and_then(|o| {
+    let result = Offline::open(&args.source).and_then(|o| {
         o.block_on(collect(&o.registry, &opts))
             .map_err(|e| e.to_string())
     });

@@ -79,11 +79,24 @@ pub struct Report {
     pub marked: usize,
     /// Unmarked blobs older than the grace period.
     pub eligible: usize,
+    /// Unmarked blobs the grace period keeps, and when the last of them
+    /// becomes eligible: what `du` counts as reclaimable but this run left.
+    pub held: usize,
+    pub held_until: Option<SystemTime>,
+    pub grace: Duration,
     pub manifests_deleted: Vec<(RepoName, Digest)>,
     pub blobs_deleted: Vec<Digest>,
     pub links_removed: usize,
     /// Blobs and revisions a killed collection had set aside, put back to be judged again.
     pub recovered: usize,
+}
+
+impl Report {
+    /// Counts an unmarked blob the grace period keeps until `until`.
+    fn hold(&mut self, until: SystemTime) {
+        self.held += 1;
+        self.held_until = self.held_until.max(Some(until));
+    }
 }
 
 /// A repository as the collection started to see it.
@@ -128,7 +141,10 @@ async fn collect_once(reg: &Registry, opts: &Options) -> Result<Report, GcError>
     let cutoff = start
         .checked_sub(opts.grace)
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    let mut report = Report::default();
+    let mut report = Report {
+        grace: opts.grace,
+        ..Report::default()
+    };
     if !opts.dry_run {
         report.recovered = reg.recover_quarantine().await?;
     }
@@ -168,8 +184,13 @@ async fn collect_once(reg: &Registry, opts: &Options) -> Result<Report, GcError>
     report.marked = marked.len();
     let mut eligible = vec![];
     for d in reg.stored_blobs().await? {
-        if !marked.contains(&d) && reg.blob_modified(&d).await?.is_some_and(|m| m < cutoff) {
-            eligible.push(d);
+        if marked.contains(&d) {
+            continue;
+        }
+        match reg.blob_modified(&d).await? {
+            Some(m) if m < cutoff => eligible.push(d),
+            Some(m) => report.hold(m + opts.grace),
+            None => {}
         }
     }
     eligible.sort();

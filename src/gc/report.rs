@@ -1,6 +1,9 @@
 //! What one collection did, as the command prints it and the daemon logs it.
 
 use super::Report;
+use crate::cli::count;
+use crate::config::duration::GoDuration;
+use crate::timefmt::rfc3339;
 
 impl Report {
     /// One line per removed (or, dry, removable) manifest and blob, with the
@@ -10,26 +13,42 @@ impl Report {
         let mut out = vec![];
         if self.recovered > 0 {
             out.push(format!(
-                "put back {} blobs and manifests an interrupted collection had set aside",
-                self.recovered
+                "put back {} an interrupted collection had set aside",
+                count(self.recovered, "blob or manifest", "blobs and manifests")
             ));
         }
         for (repo, d) in &self.manifests_deleted {
             out.push(format!("{verb} manifest {repo}@{d}"));
         }
         out.push(format!(
-            "{} blobs marked, {} blobs eligible for deletion",
-            self.marked, self.eligible
+            "{} marked, {} eligible for deletion",
+            count(self.marked, "blob", "blobs"),
+            count(self.eligible, "blob", "blobs")
         ));
+        out.extend(self.held_line());
         for d in &self.blobs_deleted {
             out.push(format!("{verb} blob {d}"));
         }
         if self.links_removed > 0 {
             out.push(format!(
-                "removed {} repository links to deleted blobs",
-                self.links_removed
+                "removed {} to deleted blobs",
+                count(self.links_removed, "repository link", "repository links")
             ));
         }
         out
+    }
+
+    /// Why blobs `du` counts as reclaimable were left, and until when.
+    fn held_line(&self) -> Option<String> {
+        let until = rfc3339(self.held_until?);
+        let when = match self.held {
+            1 => format!("eligible at {until}"),
+            _ => format!("the last eligible at {until}"),
+        };
+        Some(format!(
+            "{} unreferenced but younger than the grace period ({}): kept, {when}",
+            count(self.held, "blob", "blobs"),
+            GoDuration(self.grace)
+        ))
     }
 }

@@ -6,6 +6,7 @@ use super::super::{Result, StorageError, paths, refs};
 use super::Check;
 use crate::digest::Digest;
 use crate::names::{RepoName, Tag};
+use std::collections::HashMap;
 
 impl Check<'_> {
     pub(super) async fn repository(&mut self, repo: &RepoName) -> Result<()> {
@@ -13,9 +14,15 @@ impl Check<'_> {
             self.digest_link(paths::layer_link(repo, &d), &d).await?;
         }
         let revisions = format!("{}/_manifests/revisions", paths::repo(repo));
+        let mut tagged = self.tags_by_target(repo).await?;
         for d in self.reg.list_digests(&revisions).await? {
+            let before = self.report.problems.len();
             if self.digest_link(paths::revision_link(repo, &d), &d).await? {
                 self.manifest(repo, &d).await?;
+            }
+            let tags = tagged.remove(&d).unwrap_or_default();
+            for f in &mut self.report.problems[before..] {
+                f.tags.clone_from(&tags);
             }
         }
         for name in self.reg.list(paths::tags(repo)).await? {
@@ -32,6 +39,22 @@ impl Check<'_> {
             }
         }
         self.tag_leftovers(repo).await
+    }
+
+    /// The tags of `repo` by the manifest their `current` link names
+    /// (unreadable ones are the tag check's to report).
+    async fn tags_by_target(&self, repo: &RepoName) -> Result<HashMap<Digest, Vec<String>>> {
+        let mut tagged: HashMap<Digest, Vec<String>> = HashMap::new();
+        for name in self.reg.list(paths::tags(repo)).await? {
+            let Some(t) = Tag::parse(&name) else {
+                continue;
+            };
+            if let Ok(Some(d)) = self.reg.read_link(paths::tag_current(repo, &t)).await {
+                tagged.entry(d).or_default().push(name);
+            }
+        }
+        tagged.values_mut().for_each(|v| v.sort());
+        Ok(tagged)
     }
 
     /// Checks a `<algorithm>/<hex>/link` that must hold `d`. Returns whether
@@ -111,6 +134,7 @@ impl Check<'_> {
                 path: link,
                 digest: Some(d.clone()),
                 problem: format!("subject {s} is not in this repository (allowed by OCI 1.1)"),
+                tags: vec![],
                 repaired: None,
             });
         }

@@ -34,6 +34,9 @@ pub struct Finding {
     pub path: String,
     pub digest: Option<Digest>,
     pub problem: String,
+    /// For a damaged manifest, the tags that point at it: what the
+    /// operator knows the image by, and what a re-push must restore.
+    pub tags: Vec<String>,
     pub repaired: Option<String>,
 }
 
@@ -70,6 +73,7 @@ impl Check<'_> {
             path,
             digest: digest.cloned(),
             problem,
+            tags: vec![],
             repaired,
         });
     }
