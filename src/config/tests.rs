@@ -41,15 +41,19 @@ fn unknown_keys_warn_with_their_path() {
     assert_eq!(l.unknown, l.warnings);
 }
 
+/// The key each error in `text` names, in order.
+fn error_keys(text: &str) -> Vec<String> {
+    let e = parse(text).err().unwrap();
+    e.each()
+        .iter()
+        .map(|e| e.to_string().split(':').next().unwrap().to_string())
+        .collect()
+}
+
 #[test]
 fn every_wrong_value_is_reported_not_only_the_first() {
     let text = "version: 0.1\nstorage:\n  delete:\n    enabled: maybe\nprivateregistry:\n  maxpagesize: abc\n  auth:\n    bcryptcost: 5\n  limits:\n    maxheaderbytes: 10\n    maxurlbytes: 1\n";
-    let e = parse(text).err().unwrap();
-    let keys: Vec<String> = e
-        .each()
-        .iter()
-        .map(|e| e.to_string().split(':').next().unwrap().to_string())
-        .collect();
+    let keys = error_keys(text);
     assert_eq!(
         keys,
         [
@@ -293,12 +297,7 @@ fn debug_listener_is_loopback_unless_opted_in() {
 #[test]
 fn every_listener_and_tls_file_mistake_is_reported() {
     let text = "version: 0.1\nhttp:\n  tls: {minimumtls: tls1.2}\nprivateregistry:\n  listeners:\n    - {addr: 'nowhere'}\n    - {addr: ':5001'}\n    - {addr: '127.0.0.1:5002'}\n";
-    let e = parse(text).err().unwrap();
-    let keys: Vec<String> = e
-        .each()
-        .iter()
-        .map(|e| e.to_string().split(':').next().unwrap().to_string())
-        .collect();
+    let keys = error_keys(text);
     assert_eq!(
         keys,
         [
