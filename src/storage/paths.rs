@@ -179,6 +179,11 @@ pub fn upload_verified(name: &RepoName, id: &str) -> String {
     format!("{}/verified", upload(name, id))
 }
 
+/// Where a PUT's final chunk started to be appended; see `storage::uploads`.
+pub fn upload_final_append(name: &RepoName, id: &str) -> String {
+    format!("{}/finalappend", upload(name, id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -237,8 +237,9 @@ impl Registry {
         if start.is_some_and(|s| s != size) {
             return Err(StorageError::RangeInvalid { size });
         }
+        self.forget_final_append(repo, id).await?;
         let p = self.resume_hash(repo, id, progress.take(), size).await?;
-        let mut p = self.write_stream(repo, id, p, body).await?;
+        let mut p = self.write_stream(repo, id, p, body, || {}).await?;
         if !p.persisted && p.size > 0 {
             // The data is durable; so must be its name and start time.
             let started = paths::upload_started(repo, id);
@@ -285,7 +286,16 @@ impl Registry {
                 (v, true)
             }
             Stage::Open(size) | Stage::Verified(Verified { size, .. }) => {
+                let retry = record && body.is_some();
+                let size = if retry {
+                    self.cut_interrupted_append(repo, id, size).await?
+                } else {
+                    size
+                };
                 let p = self.resume_hash(repo, id, progress.take(), size).await?;
+                if retry {
+                    self.mark_final_append(repo, id, size).await?;
+                }
                 self.verify(repo, id, p, expected, body).await?
             }
             Stage::Completed(v) => return self.relink(repo, id, &key, v, expected, body).await,
@@ -330,7 +340,8 @@ impl Registry {
                 };
                 return Ok((v, q.persisted));
             }
-            p = self.write_stream(repo, id, q, body).await?;
+            let mid = || crashpoint::here("finish-upload:appending");
+            p = self.write_stream(repo, id, q, body, mid).await?;
             crashpoint::here("finish-upload:appended");
         }
         let (size, persisted) = (p.size, p.persisted);
@@ -345,6 +356,54 @@ impl Registry {
                 .finish(),
         };
         Ok((Verified { digest, size }, persisted))
+    }
+
+    /// Notes where a PUT's final chunk starts before appending it. If the
+    /// append is cut short (the process dies, the client goes away), the
+    /// bytes past that offset were never acknowledged, and the client's
+    /// retry sends the whole chunk again: [`Self::cut_interrupted_append`]
+    /// drops them first. Staged, not synced: what it guards against, bytes
+    /// left in the file by a killed process, survives only in the page
+    /// cache too.
+    async fn mark_final_append(&self, repo: &RepoName, id: &str, from: u64) -> Result<()> {
+        let path = paths::upload_final_append(repo, id);
+        let text = Bytes::from(from.to_string());
+        Ok(self
+            .driver
+            .stage(path, text, paths::upload(repo, id))
+            .await?)
+    }
+
+    /// The acknowledged size of an upload a PUT's final chunk was being
+    /// appended to, its unacknowledged tail cut off.
+    async fn cut_interrupted_append(&self, repo: &RepoName, id: &str, size: u64) -> Result<u64> {
+        let path = paths::upload_final_append(repo, id);
+        let Some(text) = optional(self.driver.get_content(path).await)? else {
+            return Ok(size);
+        };
+        match std::str::from_utf8(&text).ok().and_then(|t| t.parse().ok()) {
+            Some(from) if from < size => {
+                log::info!(
+                    "upload {id}: dropping {} bytes of an interrupted final chunk",
+                    size - from
+                );
+                self.driver
+                    .truncate(paths::upload_data(repo, id), from)
+                    .await?;
+                Ok(from)
+            }
+            _ => Ok(size),
+        }
+    }
+
+    /// A PATCH acknowledges what it appends, so an earlier PUT's mark no
+    /// longer says where acknowledged bytes end.
+    async fn forget_final_append(&self, repo: &RepoName, id: &str) -> Result<()> {
+        let path = paths::upload_final_append(repo, id);
+        if optional(self.driver.stat(path.clone()).await)?.is_some() {
+            self.driver.discard(path).await?;
+        }
+        Ok(())
     }
 
     /// Discards the upload (as distribution does) and says why.
@@ -516,13 +575,6 @@ impl Registry {
         })
     }
 
-    /// Streams `body` onto the end of the upload, hashing as it goes, and makes
-    /// it durable. On error the running hash is dropped, to be rebuilt from disk.
-    ///
-    /// Three things overlap (perf showed them serialised before): receiving
-    /// the next batch, writing the current one, and hashing on a blocking
-    /// thread fed through a bounded channel. Request body chunks are passed
-    /// along without copying; the driver copies them once into its buffer.
     /// Refuses a batch that would take the upload past
     /// `privateregistry.limits.maxuploadbytes`, before any of it is written.
     fn check_limit(&self, size: u64, batch: &[Bytes]) -> Result<()> {
@@ -533,12 +585,21 @@ impl Registry {
         }
     }
 
+    /// Streams `body` onto the end of the upload, hashing as it goes, and makes
+    /// it durable. On error the running hash is dropped, to be rebuilt from disk.
+    ///
+    /// Three things overlap (perf showed them serialised before): receiving
+    /// the next batch, writing the current one, and hashing on a blocking
+    /// thread fed through a bounded channel. Request body chunks are passed
+    /// along without copying; the driver copies them once into its buffer.
+    /// `written` runs after each batch is written (a crash test's hook).
     async fn write_stream(
         &self,
         repo: &RepoName,
         id: &str,
         p: Progress,
         mut body: ByteStream,
+        written: impl Fn(),
     ) -> Result<Progress> {
         let mut writer = self
             .driver
@@ -588,6 +649,7 @@ impl Registry {
             if let Err(e) = w {
                 break Err(e.into());
             }
+            written();
             batch = next;
         };
         drop(tx);

@@ -108,6 +108,9 @@ pub trait StorageDriver: Send + Sync + 'static {
     fn discard(&self, path: String) -> DriverFuture<'_, ()> {
         self.delete(path)
     }
+    /// Cuts an object back to its first `len` bytes, durably: bytes an
+    /// append added that nobody acknowledged (it was interrupted).
+    fn truncate(&self, path: String, len: u64) -> DriverFuture<'_, ()>;
     /// Sets an existing object's modification time to now, creating nothing:
     /// `NotFound` if it is absent. Referencing a blob touches it first, which
     /// is how a garbage collection running meanwhile learns to keep it.

@@ -347,6 +347,15 @@ impl StorageDriver for FilesystemDriver {
         })
     }
 
+    fn truncate(&self, path: String, len: u64) -> DriverFuture<'_, ()> {
+        let full = self.full(&path);
+        Box::pin(blocking(path, move || {
+            let file = File::options().write(true).open(&full)?;
+            file.set_len(len)?;
+            file.sync_data()
+        }))
+    }
+
     fn touch(&self, path: String) -> DriverFuture<'_, ()> {
         let full = self.full(&path);
         inline(path, || {
