@@ -5,6 +5,8 @@
 //! is meant to slot in beside it without the layers above changing.
 
 pub mod filesystem;
+#[cfg(test)]
+pub mod testsuite;
 
 use bytes::Bytes;
 use std::future::Future;

@@ -498,9 +498,47 @@ impl FileWriter for FsWriter {
 }
 
 #[cfg(test)]
+super::testsuite::driver_suite!(suite, tests::Scratch::new());
+
+#[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::driver::testsuite::Fixture;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::{Duration, SystemTime};
+
+    /// A driver on a directory of its own under `target/`, on the disk where
+    /// `O_DIRECT` works (in a tmpfs `/tmp` only the buffered fallback would
+    /// run), removed when dropped.
+    pub(super) struct Scratch {
+        root: PathBuf,
+        driver: Arc<FilesystemDriver>,
+    }
+
+    impl Scratch {
+        pub(super) fn new() -> Scratch {
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let root = std::env::current_dir()
+                .unwrap()
+                .join(format!("target/driver-suite-{}-{n}", std::process::id()));
+            let _ = fs::remove_dir_all(&root);
+            let driver = Arc::new(FilesystemDriver::new(&root));
+            Scratch { root, driver }
+        }
+    }
+
+    impl Fixture for Scratch {
+        fn driver(&self) -> Arc<dyn StorageDriver> {
+            self.driver.clone()
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.root);
+        }
+    }
 
     /// Staged objects are readable at once and whole; persisting names what
     /// it syncs, so a missing one is an error rather than a silent success.
