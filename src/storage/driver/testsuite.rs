@@ -53,6 +53,7 @@ macro_rules! driver_suite {
             list_names_direct_children,
             list_many_treats_absent_as_empty,
             move_replaces_target_and_creates_directories,
+            move_takes_a_directory_whole,
             delete_removes_an_object_or_a_tree,
             discard_frees_the_name_at_once,
             touch_refreshes_modified_and_creates_nothing,
@@ -451,6 +452,26 @@ pub async fn move_replaces_target_and_creates_directories(d: Driver) {
     let absent = d.move_to("mv/none".into(), "mv/new/dir/c".into()).await;
     assert_not_found(absent, "absent source");
     assert_eq!(get(&d, "mv/new/dir/c").await, "A", "target untouched");
+}
+
+/// A directory moves with all it holds onto a free name; onto a directory
+/// that holds something it fails and both stay as they were, which is how
+/// the registry notices a tag another push created meanwhile.
+pub async fn move_takes_a_directory_whole(d: Driver) {
+    put(&d, "t/staging/current/link", "new").await;
+    put(&d, "t/staging/index/x/link", "new").await;
+    d.move_to("t/staging".into(), "t/tags/v1".into())
+        .await
+        .unwrap();
+    assert_eq!(sorted_list(&d, "t/tags/v1").await, ["current", "index"]);
+    assert_eq!(get(&d, "t/tags/v1/index/x/link").await, "new");
+    assert_not_found(d.list("t/staging".into()).await, "moved directory");
+    put(&d, "t/other/current/link", "other").await;
+    let onto = d.move_to("t/other".into(), "t/tags/v1".into()).await;
+    assert!(onto.is_err(), "moved onto a directory that holds something");
+    assert_eq!(get(&d, "t/tags/v1/current/link").await, "new");
+    assert_eq!(sorted_list(&d, "t/tags/v1").await, ["current", "index"]);
+    assert_eq!(get(&d, "t/other/current/link").await, "other");
 }
 
 pub async fn delete_removes_an_object_or_a_tree(d: Driver) {
