@@ -58,6 +58,7 @@ macro_rules! driver_suite {
             discard_frees_the_name_at_once,
             touch_refreshes_modified_and_creates_nothing,
             remove_empty_dir_keeps_content,
+            puts_and_deletes_race_remove_empty_dir,
         );
     };
     (@each $module:ident, $make:expr, $($property:ident,)*) => {
@@ -544,4 +545,28 @@ pub async fn remove_empty_dir_keeps_content(d: Driver) {
     d.delete("e/full/x".into()).await.unwrap();
     let removed = d.remove_empty_dir("e/full".into()).await.unwrap();
     assert_eq!(sorted_list(&d, "e").await, ["nest"], "removed: {removed}");
+}
+
+/// Puts and deletes in a directory that another task keeps trying to
+/// remove: each put succeeds and its object is there afterwards, and each
+/// delete of an object that was there succeeds rather than answering that
+/// it was absent.
+pub async fn puts_and_deletes_race_remove_empty_dir(d: Driver) {
+    let done = Arc::new(AtomicBool::new(false));
+    let remover = {
+        let (d, done) = (d.clone(), done.clone());
+        tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                d.remove_empty_dir("race/dir".into()).await.unwrap();
+            }
+        })
+    };
+    for n in 0..200u32 {
+        let path = format!("race/dir/{n}");
+        put(&d, &path, n.to_string()).await;
+        assert_eq!(get(&d, &path).await, n.to_string());
+        d.delete(path).await.unwrap();
+    }
+    done.store(true, Ordering::Relaxed);
+    remover.await.unwrap();
 }
