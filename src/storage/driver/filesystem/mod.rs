@@ -515,7 +515,6 @@ mod tests {
     use super::*;
     use crate::storage::driver::testsuite::Fixture;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::{Duration, SystemTime};
 
     /// A driver on a directory of its own under `target/`, on the disk where
     /// `O_DIRECT` works (in a tmpfs `/tmp` only the buffered fallback would
@@ -596,33 +595,6 @@ mod tests {
         fs::write(root.join("small"), "x").unwrap();
         assert!(remove_any(&root.join("small")).unwrap().is_empty());
         assert!(!root.join("small").exists());
-        let _ = fs::remove_dir_all(&root);
-    }
-
-    #[tokio::test]
-    async fn touch_refreshes_the_time_and_creates_nothing() {
-        let root = std::env::temp_dir().join(format!("pr-touch-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
-        let d = FilesystemDriver::new(&root);
-        d.put_content("a/data".into(), Bytes::from_static(b"x"))
-            .await
-            .unwrap();
-        let old = SystemTime::now() - Duration::from_secs(7200);
-        File::options()
-            .write(true)
-            .open(root.join("a/data"))
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
-        assert!(d.stat("a/data".into()).await.unwrap().modified < old + Duration::from_secs(1));
-        d.touch("a/data".into()).await.unwrap();
-        let now = d.stat("a/data".into()).await.unwrap().modified;
-        assert!(now > SystemTime::now() - Duration::from_secs(60), "{now:?}");
-        assert!(matches!(
-            d.touch("b/data".into()).await,
-            Err(DriverError::NotFound(_))
-        ));
-        assert!(!root.join("b").exists());
         let _ = fs::remove_dir_all(&root);
     }
 }
