@@ -145,7 +145,7 @@ async fn assert_nothing_in(d: &Driver, path: &str) {
     }
 }
 
-/// Writes `content` at `path` through a writer opened with `append`,
+/// Writes `pieces` at `path` through a writer opened with `append`,
 /// checking its size as it goes, and commits.
 async fn write(d: &Driver, path: &str, append: bool, pieces: &[Bytes]) {
     let mut w = d.writer(path.into(), append).await.unwrap();
