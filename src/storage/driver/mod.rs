@@ -5,6 +5,8 @@
 //! is meant to slot in beside it without the layers above changing.
 
 pub mod filesystem;
+#[cfg(test)]
+pub mod testsuite;
 
 use bytes::Bytes;
 use std::future::Future;
@@ -46,6 +48,14 @@ pub struct FileInfo {
     pub modified: SystemTime,
 }
 
+/// The operations the registry needs from a store; `testsuite` holds the
+/// properties every implementation must pass.
+///
+/// A path that names nothing is [`DriverError::NotFound`] to every method
+/// that reads, lists, moves, deletes, discards or touches it (`list_many`
+/// and `remove_empty_dir` say otherwise): the layers above tell "absent"
+/// from failure by it (removing a link answers whether it was there).
+/// Writes create the directories they need.
 pub trait StorageDriver: Send + Sync + 'static {
     /// Reads a whole small object (links, manifests, markers).
     fn get_content(&self, path: String) -> DriverFuture<'_, Bytes>;
@@ -99,6 +109,11 @@ pub trait StorageDriver: Send + Sync + 'static {
         })
     }
     /// Moves an object into place atomically and durably, replacing any existing one.
+    /// A whole directory moves the same way, in one step, onto a name that
+    /// holds nothing (a tag assembled aside, a blob's directory set aside by
+    /// garbage collection, a repository's parts into the trash); onto a
+    /// directory that holds something it fails and changes nothing, which is
+    /// how a tag another push created meanwhile is noticed.
     fn move_to(&self, from: String, to: String) -> DriverFuture<'_, ()>;
     /// Removes an object or a whole directory tree.
     fn delete(&self, path: String) -> DriverFuture<'_, ()>;
@@ -117,7 +132,8 @@ pub trait StorageDriver: Send + Sync + 'static {
     fn touch(&self, path: String) -> DriverFuture<'_, ()>;
     /// Removes a directory only if it is empty, so a name that gains
     /// content meanwhile (a push into a repository) is never lost. Returns
-    /// whether it removed one. Stores without directories answer false.
+    /// whether it removed one: false for an absent one too, and stores
+    /// without directories always answer false.
     fn remove_empty_dir(&self, path: String) -> DriverFuture<'_, bool>;
 }
 
