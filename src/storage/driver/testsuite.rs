@@ -57,6 +57,7 @@ macro_rules! driver_suite {
             delete_removes_an_object_or_a_tree,
             discard_frees_the_name_at_once,
             touch_refreshes_modified_and_creates_nothing,
+            truncate_cuts_back_and_appends_continue,
             remove_empty_dir_keeps_content,
             puts_and_deletes_race_remove_empty_dir,
         );
@@ -537,6 +538,16 @@ pub async fn touch_refreshes_modified_and_creates_nothing(d: Driver) {
     assert_not_found(d.touch("none/data".into()).await, "absent directory");
     assert_not_found(d.stat("tt/none".into()).await, "touched absent object");
     assert_not_found(d.list("none".into()).await, "touched absent directory");
+}
+
+pub async fn truncate_cuts_back_and_appends_continue(d: Driver) {
+    let data = pattern(3 << 20, 7);
+    write(&d, "tr/data", false, &uneven(&data)).await;
+    d.truncate("tr/data".into(), 1 << 20).await.unwrap();
+    assert_eq!(d.stat("tr/data".into()).await.unwrap().size, 1 << 20);
+    write(&d, "tr/data", true, &[data.slice(1 << 20..)]).await;
+    assert_same(&get(&d, "tr/data").await, &data, "cut back, then appended");
+    assert_not_found(d.truncate("tr/none".into(), 0).await, "absent object");
 }
 
 pub async fn remove_empty_dir_keeps_content(d: Driver) {
