@@ -152,22 +152,29 @@ fn connect_from(source: [u8; 4], to: SocketAddr) -> TcpStream {
     s
 }
 
+/// Sixteen slots, and timeouts longer than a client's patience: only giving
+/// way can let a new client in.
+const SIXTEEN_PATIENT_SLOTS: &str = "privateregistry:\n  limits:\n    maxconnections: 16\n    headertimeout: 5m\n    idletimeout: 10m\n";
+
+/// A plain `GET /v2/` on a new connection is answered 200.
+fn assert_answered(addr: SocketAddr, when: &str) {
+    let r = req_to(addr, "GET", "/v2/").try_send();
+    assert_eq!(r.map(|r| r.status).ok(), Some(200), "{when}");
+}
+
 /// Connections that never send a request, from eight addresses, more than
 /// `maxconnections`: each new client takes the slot of the one that has
 /// waited longest, and a normal client is answered every time. The header
 /// timeout is longer than the client's patience, so only that can answer it.
 #[test]
 fn silent_connections_beyond_the_limit_do_not_lock_out_clients() {
-    let s = Server::start_with(
-        "privateregistry:\n  limits:\n    maxconnections: 16\n    headertimeout: 5m\n    idletimeout: 10m\n",
-    );
+    let s = Server::start_with(SIXTEEN_PATIENT_SLOTS);
     let mut silent = vec![];
     for round in 0..3u8 {
         for i in 0..24u8 {
             silent.push(connect_from([127, 0, 0, 1 + (i % 8)], s.addr));
         }
-        let r = req_to(s.addr, "GET", "/v2/").try_send();
-        assert_eq!(r.map(|r| r.status).ok(), Some(200), "round {round}");
+        assert_answered(s.addr, &format!("round {round}"));
     }
     let closed = silent
         .iter_mut()
@@ -185,9 +192,7 @@ fn silent_connections_beyond_the_limit_do_not_lock_out_clients() {
 /// answered once: the longest idle give way and a normal client is answered.
 #[test]
 fn idle_keepalive_connections_beyond_the_limit_give_way() {
-    let s = Server::start_with(
-        "privateregistry:\n  limits:\n    maxconnections: 16\n    headertimeout: 5m\n    idletimeout: 10m\n",
-    );
+    let s = Server::start_with(SIXTEEN_PATIENT_SLOTS);
     let mut idle = vec![];
     for i in 0..40u8 {
         let mut c = connect_from([127, 0, 0, 1 + (i % 8)], s.addr);
@@ -199,8 +204,7 @@ fn idle_keepalive_connections_beyond_the_limit_give_way() {
         assert_eq!(&buf, b"HTTP/1.1 200", "keep-alive connection {i}");
         idle.push(c);
         if i % 10 == 9 {
-            let r = req_to(s.addr, "GET", "/v2/").try_send();
-            assert_eq!(r.map(|r| r.status).ok(), Some(200), "after {i}");
+            assert_answered(s.addr, &format!("after {i}"));
         }
     }
     // The first to go idle were the first to be closed.
