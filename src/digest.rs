@@ -135,6 +135,26 @@ impl Hasher {
     }
 }
 
+impl Hasher {
+    /// A running sha256 state as bytes, to resume it in another process
+    /// (where the bytes hashed so far cannot be read back). `None` for sha512,
+    /// which is never kept running.
+    pub fn save(&self) -> Option<Vec<u8>> {
+        use sha2::digest::common::hazmat::SerializableState;
+        match self {
+            Hasher::Sha256(h) => Some(h.serialize().to_vec()),
+            Hasher::Sha512(_) => None,
+        }
+    }
+
+    /// A sha256 state saved by [`Self::save`]; `None` if it is not one.
+    pub fn restore(saved: &[u8]) -> Option<Hasher> {
+        use sha2::digest::common::hazmat::SerializableState;
+        let state = saved.try_into().ok()?;
+        sha2::Sha256::deserialize(state).ok().map(Hasher::Sha256)
+    }
+}
+
 pub fn to_hex(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
@@ -148,6 +168,16 @@ pub fn to_hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_saved_hash_resumes_where_it_stopped() {
+        let mut h = Algorithm::Sha256.hasher();
+        h.update(b"hello, ");
+        let mut resumed = Hasher::restore(&h.save().unwrap()).unwrap();
+        resumed.update(b"world");
+        assert_eq!(resumed.finish(), Digest::sha256_of(b"hello, world"));
+        assert!(Hasher::restore(b"short").is_none());
+    }
 
     #[test]
     fn parses_and_rejects() {

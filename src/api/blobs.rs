@@ -49,6 +49,12 @@ async fn get(api: &Api, req: &Parts, repo: &RepoName, d: &Digest) -> ApiResult {
             Err(e) => log::debug!("HEAD {d}: cannot refresh its time: {e}"),
         }
     }
+    if req.method == Method::GET
+        && !api.settings.redirect_disabled
+        && let Some(url) = api.registry.blob_redirect(d).await?
+    {
+        return Ok(redirect(&url, d));
+    }
     let range = parse_range(header(req, "Range"), size)?;
     let (start, len) = range.map_or((0, size), |(s, e)| (s, e - s + 1));
     let mut b = Response::builder()
@@ -70,6 +76,18 @@ async fn get(api: &Api, req: &Parts, repo: &RepoName, d: &Digest) -> ApiResult {
         StreamBody::boxed(api.registry.blob_chunks(d, start, len).await?, len)
     };
     Ok(b.body(body).expect("valid response"))
+}
+
+/// Sends the client to the store for the bytes, as distribution does: a
+/// temporary redirect, so the next pull asks us again (and is authorized again).
+fn redirect(url: &str, d: &Digest) -> Response<body::Body> {
+    Response::builder()
+        .status(StatusCode::TEMPORARY_REDIRECT)
+        .header("Location", url)
+        .header("Docker-Content-Digest", d.to_string())
+        .header("Content-Length", 0)
+        .body(body::empty())
+        .expect("valid response")
 }
 
 /// One `bytes=` range, resolved against `size` to inclusive bounds. Other

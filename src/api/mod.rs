@@ -37,6 +37,11 @@ pub type ApiResult = Result<Response<Body>, ApiError>;
 /// What the handlers need from the configuration, resolved once at start.
 pub struct Settings {
     pub delete_enabled: bool,
+    /// `storage.maintenance.readonly.enabled`: pulls only.
+    pub read_only: bool,
+    /// Blob GETs stream through us even where the store could serve them
+    /// (`storage.redirect.disable`).
+    pub redirect_disabled: bool,
     pub manifest_max_bytes: usize,
     pub max_page: usize,
     pub host: Option<String>,
@@ -64,6 +69,8 @@ impl Settings {
             .collect();
         Settings {
             delete_enabled: c.storage.delete.enabled,
+            read_only: c.storage.maintenance.readonly.enabled,
+            redirect_disabled: c.storage.redirect_disabled(),
             manifest_max_bytes: c.privateregistry.manifestmaxbytes,
             max_page: c.privateregistry.maxpagesize,
             host: c
@@ -201,6 +208,7 @@ async fn dispatch(
     route: Result<Route, RouteError>,
 ) -> ApiResult {
     check_url(api, req)?;
+    check_read_only(api, req)?;
     if crate::ui::serves(api, req.uri.path()) {
         return crate::ui::handle(api, caller, req, body).await;
     }
@@ -252,6 +260,20 @@ fn ca_certificate(api: &Api) -> ApiResult {
         .header("Content-Length", pem.len())
         .body(body::full(pem.clone()))
         .expect("valid response"))
+}
+
+/// In read-only mode every write is refused as distribution refuses it (405,
+/// `Allow: GET, HEAD`), with the spec's JSON error saying why.
+fn check_read_only(api: &Api, req: &Parts) -> Result<(), ApiError> {
+    if !api.settings.read_only || matches!(req.method, Method::GET | Method::HEAD) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        Code::Unsupported,
+        "the registry is in read-only mode (storage.maintenance.readonly)",
+    )
+    .with_status(StatusCode::METHOD_NOT_ALLOWED)
+    .with_header("Allow", "GET, HEAD".to_string()))
 }
 
 /// Long URLs are refused before routing: nothing legitimate needs them.

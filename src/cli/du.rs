@@ -5,13 +5,11 @@
 use super::source::ConfigArgs;
 use crate::names::RepoName;
 use crate::storage::Registry;
-use crate::storage::driver::filesystem::FilesystemDriver;
 use crate::storage::usage::{Inventory, RepoUsage, Snapshot};
 /// Sizes as the web UI and `docker images` show them.
 use crate::ui::html::size as human;
 use serde_json::json;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub struct DuArgs {
@@ -43,7 +41,7 @@ fn compute(args: &DuArgs) -> Result<String, String> {
         None => None,
     };
     let config = args.source.load_warning().map_err(|e| e.to_string())?;
-    let registry = Registry::new(Arc::new(FilesystemDriver::new(config.root_directory())));
+    let registry = Registry::new(crate::storage::driver::open(&config.backend())?);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

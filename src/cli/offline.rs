@@ -4,10 +4,8 @@
 
 use super::source::ConfigArgs;
 use crate::storage::Registry;
-use crate::storage::driver::filesystem::FilesystemDriver;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 pub struct Offline {
     pub registry: Registry,
@@ -20,12 +18,13 @@ impl Offline {
     /// Loads the configuration `source` names and opens its storage; the error
     /// says which step failed.
     pub fn open(source: &ConfigArgs) -> Result<Offline, String> {
-        let root = source
-            .load_warning()
-            .map_err(|e| e.to_string())?
-            .root_directory();
-        check_owner(&root)?;
-        let registry = Registry::new(Arc::new(FilesystemDriver::new(&root)));
+        let config = source.load_warning().map_err(|e| e.to_string())?;
+        let root = config.root_directory();
+        let backend = config.backend();
+        if let crate::config::Backend::Filesystem(_) = backend {
+            check_owner(&root)?;
+        }
+        let registry = Registry::new(crate::storage::driver::open(&backend)?);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -9,6 +9,7 @@ pub mod debug;
 pub mod duration;
 pub mod env;
 pub mod listeners;
+pub mod s3;
 pub mod security;
 mod suggest;
 
@@ -205,11 +206,11 @@ pub struct Storage {
     pub cache: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redirect: Option<Value>,
+    #[serde(skip_serializing)]
+    pub s3: Option<s3::S3>,
     /// distribution's other drivers: refused by name in validation.
     #[serde(skip_serializing)]
     pub inmemory: Option<Value>,
-    #[serde(skip_serializing)]
-    pub s3: Option<Value>,
     #[serde(skip_serializing)]
     pub azure: Option<Value>,
     #[serde(skip_serializing)]
@@ -220,11 +221,47 @@ pub struct Storage {
     pub oss: Option<Value>,
 }
 
+/// Where the images live, as configured.
+pub enum Backend {
+    Filesystem(PathBuf),
+    S3(Box<s3::S3>),
+}
+
+impl Backend {
+    /// Where the images live, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Backend::Filesystem(root) => root.display().to_string(),
+            Backend::S3(s3) => format!("s3://{}/{} at {}", s3.bucket, s3.prefix(), s3.endpoint()),
+        }
+    }
+}
+
 impl Storage {
+    /// `storage.redirect.disable`: blob GETs stream through the registry
+    /// instead of redirecting to the store (only object stores redirect).
+    pub fn redirect_disabled(&self) -> bool {
+        self.redirect
+            .as_ref()
+            .and_then(|r| r.get("disable"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
+    fn validate(&self, warnings: &mut Vec<String>) -> Result<(), ConfigError> {
+        match (&self.filesystem, &self.s3) {
+            (Some(_), Some(_)) => Err(invalid(
+                "storage",
+                "both filesystem and s3 are configured: keep one driver",
+            )),
+            (_, Some(s3)) => s3.validate(warnings),
+            _ => Ok(()),
+        }
+    }
+
     fn unsupported_driver(&self) -> Option<&'static str> {
         let drivers = [
             ("inmemory", &self.inmemory),
-            ("s3", &self.s3),
             ("azure", &self.azure),
             ("gcs", &self.gcs),
             ("swift", &self.swift),
@@ -470,6 +507,7 @@ impl Config {
         all([
             self.validate_version(warnings),
             self.validate_supported(),
+            self.storage.validate(warnings),
             self.validate_security(warnings),
             self.validate_http(),
             self.privateregistry.gc.validate(),
@@ -508,13 +546,7 @@ impl Config {
         if let Some(driver) = self.storage.unsupported_driver() {
             refused.push(invalid(
                 &format!("storage.{driver}"),
-                "unknown or unsupported storage driver (this version supports filesystem)",
-            ));
-        }
-        if self.storage.maintenance.readonly.enabled {
-            refused.push(invalid(
-                "storage.maintenance.readonly.enabled",
-                "read-only mode is not supported yet",
+                "unknown or unsupported storage driver (this version supports filesystem and s3)",
             ));
         }
         all(refused.into_iter().map(Err))
@@ -619,6 +651,13 @@ impl Config {
             .map_or_else(|| PathBuf::from(DEFAULT_ROOT), |f| f.rootdirectory.clone())
     }
 
+    pub fn backend(&self) -> Backend {
+        match &self.storage.s3 {
+            Some(s3) => Backend::S3(Box::new(s3.clone())),
+            None => Backend::Filesystem(self.root_directory()),
+        }
+    }
+
     pub fn drain_timeout(&self) -> Duration {
         self.http
             .draintimeout
@@ -635,7 +674,10 @@ impl Config {
         let mut v = effective(self);
         v["version"] = Value::from(0.1);
         v["log"]["level"] = effective(self.log_level());
-        v["storage"]["filesystem"]["rootdirectory"] = effective(self.root_directory());
+        match &self.storage.s3 {
+            Some(s3) => v["storage"]["s3"] = s3.masked(),
+            None => v["storage"]["filesystem"]["rootdirectory"] = effective(self.root_directory()),
+        }
         v["http"]["draintimeout"] = effective(GoDuration(self.drain_timeout()));
         serde_yaml_ng::to_string(&v).unwrap_or_default()
     }

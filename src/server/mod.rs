@@ -19,7 +19,6 @@ mod watchdog;
 use crate::config::Config;
 use crate::config::listeners::Listener;
 use crate::storage::Registry;
-use crate::storage::driver::filesystem::FilesystemDriver;
 use crate::systemd::{self, activation};
 use connection::Shared;
 use runtime::{Current, Runtime, Services};
@@ -36,6 +35,8 @@ pub enum ServeError {
         root: String,
         source: crate::storage::StorageError,
     },
+    #[error("{0}")]
+    StorageSetup(String),
     #[error(transparent)]
     Bind(#[from] listen::BindError),
     #[error(transparent)]
@@ -68,15 +69,20 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     let configured = config.listeners()?;
     let debug_listener = config.debug_listener(&mut vec![])?;
-    let root = config.root_directory();
+    let backend = config.backend();
     let limit = config.privateregistry.limits.upload_limit();
-    let registry =
-        Arc::new(Registry::new(Arc::new(FilesystemDriver::new(&root))).with_upload_limit(limit));
+    let driver = crate::storage::driver::open(&backend).map_err(ServeError::StorageSetup)?;
+    let read_only = config.storage.maintenance.readonly.enabled;
+    let registry = Arc::new(
+        Registry::new(driver)
+            .with_upload_limit(limit)
+            .with_read_only(read_only),
+    );
     registry
         .check()
         .await
         .map_err(|source| ServeError::Storage {
-            root: root.display().to_string(),
+            root: backend.describe(),
             source,
         })?;
     let services = Services::new(registry.clone());
@@ -129,14 +135,21 @@ pub async fn run(
     log::info!("ready: {}", state.status());
     systemd::ready(&state.status());
     let watchdog = watchdog::spawn(probe);
-    let purging = maintenance::spawn_upload_purging(
-        state.services.registry.clone(),
-        &state.config.storage.maintenance.uploadpurging,
-    );
-    let collection = maintenance::spawn_scheduled_gc(
-        state.services.registry.clone(),
-        &state.config.privateregistry.gc,
-    );
+    let (purging, collection) = if state.config.storage.maintenance.readonly.enabled {
+        log::info!("read-only mode: no upload purging or scheduled garbage collection");
+        (None, None)
+    } else {
+        (
+            maintenance::spawn_upload_purging(
+                state.services.registry.clone(),
+                &state.config.storage.maintenance.uploadpurging,
+            ),
+            maintenance::spawn_scheduled_gc(
+                state.services.registry.clone(),
+                &state.config.privateregistry.gc,
+            ),
+        )
+    };
     let drain = state.config.drain_timeout();
     background.extend(purging);
     let result = serve(rx, state, watchdog, &threads).await;

@@ -38,6 +38,8 @@ pub struct Registry {
     uploads: uploads::Sessions,
     /// The most one upload may hold (`privateregistry.limits.maxuploadbytes`).
     upload_limit: Option<u64>,
+    /// Read-only mode: the health check writes nothing either.
+    read_only: bool,
 }
 
 impl Registry {
@@ -46,7 +48,12 @@ impl Registry {
             driver,
             uploads: uploads::Sessions::default(),
             upload_limit: None,
+            read_only: false,
         }
+    }
+
+    pub fn with_read_only(self, read_only: bool) -> Self {
+        Registry { read_only, ..self }
     }
 
     pub fn with_upload_limit(self, upload_limit: Option<u64>) -> Self {
@@ -54,6 +61,11 @@ impl Registry {
             upload_limit,
             ..self
         }
+    }
+
+    /// Whether the store can hand out direct URLs for blob GETs.
+    pub async fn blob_redirect(&self, d: &Digest) -> Result<Option<String>> {
+        Ok(self.driver.redirect_url(paths::blob_data(d)).await?)
     }
 
     pub fn upload_limit(&self) -> Option<u64> {
@@ -64,6 +76,11 @@ impl Registry {
     /// for the health endpoint. The file name is unique to the check, so
     /// checks by several nodes sharing the storage do not trip each other.
     pub async fn check(&self) -> Result<()> {
+        self.driver.check().await?;
+        if self.read_only {
+            self.list(paths::ROOT.to_string()).await?;
+            return Ok(());
+        }
         let path = format!("{}/.healthcheck-{}", paths::ROOT, tags::random_id());
         self.driver
             .put_content(path.clone(), Bytes::from_static(b"ok"))

@@ -57,6 +57,10 @@ impl Registry {
     /// returns what it held. Blobs stay for garbage collection.
     pub async fn delete_repository(&self, repo: &RepoName) -> Result<Contents> {
         let contents = self.repository_contents(repo).await?;
+        if !self.driver.atomic_directory_moves() {
+            self.delete_repository_keys(repo).await?;
+            return Ok(contents);
+        }
         self.sweep_repository_trash().await?;
         let trash = format!("{}/{}", paths::repository_trash(), random_id());
         for part in paths::REPOSITORY_PARTS {
@@ -71,6 +75,20 @@ impl Registry {
             dir.truncate(dir.rfind('/').unwrap_or(0));
         }
         Ok(contents)
+    }
+
+    /// Removal without directory moves (a bucket): the tags first, so pulls
+    /// by tag fail at once and the catalog, which lists repositories with
+    /// `_manifests` or `_layers`, drops the name only when both are gone.
+    /// Interrupted, it leaves a repository partly removed, never a tag that
+    /// names a removed manifest; deleting again finishes it.
+    async fn delete_repository_keys(&self, repo: &RepoName) -> Result<()> {
+        let base = paths::repo(repo);
+        self.remove(format!("{base}/_manifests/tags")).await?;
+        for part in paths::REPOSITORY_PARTS {
+            self.remove(format!("{base}/{part}")).await?;
+        }
+        Ok(())
     }
 
     /// Removes what interrupted repository deletes left in `_trash/`:

@@ -18,8 +18,13 @@ impl Registry {
     /// current link atomically. A new tag is assembled in a staging directory
     /// and renamed into `tags/` whole, so a crash never leaves a tag that is
     /// listed but does not resolve.
+    ///
+    /// A store without atomic directory moves (a bucket, where a tag is
+    /// only its keys) needs no staging: the current link is one key, and the
+    /// tag exists once it is written; the history entry follows.
     pub async fn tag(&self, repo: &RepoName, t: &Tag, d: &Digest) -> Result<()> {
-        if !self.exists(paths::tag_current(repo, t)).await? {
+        if self.driver.atomic_directory_moves() && !self.exists(paths::tag_current(repo, t)).await?
+        {
             let staging = paths::staging(repo, &random_id());
             self.write_link(
                 format!("{staging}/index/{}/{}/link", d.algorithm().name(), d.hex()),
@@ -77,7 +82,16 @@ impl Registry {
 
     /// Moves the tag directory out of `tags/` with one atomic rename, then
     /// removes it, so a crash never leaves a half-deleted tag listed.
+    ///
+    /// In a bucket the history goes first and the current link last: until
+    /// then the tag still resolves, and its removal takes the tag's last key.
     pub(super) async fn untag(&self, repo: &RepoName, t: &Tag) -> Result<()> {
+        if !self.driver.atomic_directory_moves() {
+            self.remove(format!("{}/index", paths::tag(repo, t)))
+                .await?;
+            self.remove_link(paths::tag_current(repo, t)).await?;
+            return Ok(());
+        }
         let trash = paths::trash(repo, &random_id());
         self.driver
             .move_to(paths::tag(repo, t), trash.clone())

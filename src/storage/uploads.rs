@@ -542,7 +542,20 @@ impl Registry {
     ) -> Result<Progress> {
         match p {
             Some(p) if p.size == size => Ok(p),
-            _ => self.hash_file(repo, id, Algorithm::Sha256, size).await,
+            _ => {
+                let path = paths::upload_data(repo, id);
+                if let Some((at, saved)) = self.driver.checkpoint(path).await?
+                    && at == size
+                    && let Some(hasher) = crate::digest::Hasher::restore(&saved)
+                {
+                    return Ok(Progress {
+                        hasher: Running::Done(hasher),
+                        size,
+                        persisted: true,
+                    });
+                }
+                self.hash_file(repo, id, Algorithm::Sha256, size).await
+            }
         }
     }
 
@@ -615,6 +628,7 @@ impl Registry {
             chunks.iter().for_each(|c| hasher.update(c));
             writer.write(batch?).await?;
             let size = writer.size();
+            checkpoint(writer.as_mut(), &hasher);
             writer.commit().await?;
             return Ok(Progress {
                 hasher: Running::Done(hasher),
@@ -655,12 +669,30 @@ impl Registry {
         drop(tx);
         written?;
         let size = writer.size();
+        let mut hasher = Running::Finishing(hashing);
+        if writer.wants_checkpoint() {
+            // The bytes cannot be read back to rebuild the hash: it is stored
+            // with the commit, so it must be complete first.
+            let done = hasher.get().await?;
+            checkpoint(writer.as_mut(), &done);
+            hasher = Running::Done(done);
+        }
         writer.commit().await?;
         Ok(Progress {
-            hasher: Running::Finishing(hashing),
+            hasher,
             size,
             persisted: p.persisted,
         })
+    }
+}
+
+/// Stores the running hash with the writer's next commit, where the writer
+/// asks for it (its bytes cannot be read back until the upload completes).
+fn checkpoint(writer: &mut dyn crate::storage::driver::FileWriter, hasher: &Hasher) {
+    if writer.wants_checkpoint()
+        && let Some(saved) = hasher.save()
+    {
+        writer.set_checkpoint(Bytes::from(saved));
     }
 }
 

@@ -1,10 +1,10 @@
 //! The storage driver: a small key/value-with-directories interface, the same
 //! seam distribution has between its registry logic and its backends. Paths are
 //! relative, `/`-separated and built only from validated names and digests.
-//! The filesystem driver is the first implementation; an object-storage one
-//! is meant to slot in beside it without the layers above changing.
+//! Two implementations: the filesystem and S3-compatible object stores.
 
 pub mod filesystem;
+pub mod s3;
 #[cfg(test)]
 pub mod testsuite;
 
@@ -135,6 +135,38 @@ pub trait StorageDriver: Send + Sync + 'static {
     /// whether it removed one: false for an absent one too, and stores
     /// without directories always answer false.
     fn remove_empty_dir(&self, path: String) -> DriverFuture<'_, bool>;
+    /// The checkpoint the last commit of an object written in pieces stored
+    /// with it ([`FileWriter::set_checkpoint`]), and the size it belongs to.
+    fn checkpoint(&self, path: String) -> DriverFuture<'_, Option<(u64, Bytes)>> {
+        let _ = path;
+        Box::pin(std::future::ready(Ok(None)))
+    }
+    /// Whether [`Self::move_to`] moves a directory in one atomic step. An
+    /// object store copies key by key; the layers above then write in an
+    /// order that needs no such move.
+    fn atomic_directory_moves(&self) -> bool {
+        true
+    }
+    /// A short-lived URL a client can fetch the object from directly, for
+    /// stores that serve reads themselves (distribution's blob redirect).
+    fn redirect_url(&self, path: String) -> DriverFuture<'_, Option<String>> {
+        let _ = path;
+        Box::pin(std::future::ready(Ok(None)))
+    }
+    /// A cheap check that the store answers and the configured place in it
+    /// exists (a bucket), beyond what a write and read back shows.
+    fn check(&self) -> DriverFuture<'_, ()> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+/// The driver `backend` names. Fails with one line saying what is wrong.
+pub fn open(backend: &crate::config::Backend) -> Result<std::sync::Arc<dyn StorageDriver>, String> {
+    use crate::config::Backend;
+    Ok(match backend {
+        Backend::Filesystem(root) => std::sync::Arc::new(filesystem::FilesystemDriver::new(root)),
+        Backend::S3(c) => std::sync::Arc::new(s3::S3Driver::new(&s3::Settings::from_config(c)?)),
+    })
 }
 
 /// An object being written in pieces, such as an upload in progress.
@@ -143,6 +175,17 @@ pub trait FileWriter: Send {
     fn write(&mut self, chunks: Vec<Bytes>) -> DriverFuture<'_, ()>;
     /// Bytes in the object, including what was there before an append.
     fn size(&self) -> u64;
+    /// Whether the object cannot be read back before it is complete, so the
+    /// writer's caller must store what it derives from the bytes (a running
+    /// hash) with each commit.
+    fn wants_checkpoint(&self) -> bool {
+        false
+    }
+    /// State to store with the next commit, read back by
+    /// [`StorageDriver::checkpoint`].
+    fn set_checkpoint(&mut self, state: Bytes) {
+        let _ = state;
+    }
     /// Makes everything written so far durable.
     fn commit(self: Box<Self>) -> DriverFuture<'static, ()>;
 }
