@@ -7,6 +7,7 @@ pub mod docker;
 pub mod images;
 pub mod metrics;
 pub mod oci;
+pub mod s3;
 pub mod store;
 pub mod tls;
 pub mod ui;
@@ -61,11 +62,22 @@ pub struct Server {
 }
 
 /// A config for tests: loopback, any free port, deletes on, plus `extra` YAML lines.
+/// With `PRIVATE_REGISTRY_TEST_S3` naming a Garage cluster's env file
+/// (`tests/garage/cluster`), the storage is that cluster's bucket, under a
+/// prefix of its own for each data directory.
 pub fn config_yaml(root: &Path, extra: &str) -> String {
     format!(
-        "version: 0.1\nlog:\n  level: debug\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n{extra}",
-        root.display()
+        "version: 0.1\nlog:\n  level: debug\nstorage:\n{}  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n{extra}",
+        storage_yaml(root)
     )
+}
+
+/// The `storage:` driver section for `root` (see [`config_yaml`]).
+pub fn storage_yaml(root: &Path) -> String {
+    match s3::cluster() {
+        Some(c) => c.storage_yaml(root),
+        None => format!("  filesystem:\n    rootdirectory: {}\n", root.display()),
+    }
 }
 
 impl Server {
