@@ -196,6 +196,9 @@ impl From<StorageError> for ApiError {
             UploadTooLarge { .. } => ApiError::new(Code::BlobUploadInvalid, detail)
                 .with_status(StatusCode::PAYLOAD_TOO_LARGE),
             Body(_) => ApiError::new(Code::BlobUploadInvalid, detail),
+            Busy(_) => {
+                ApiError::new(Code::Unavailable, detail).with_header("Retry-After", "1".to_string())
+            }
             Driver(_) | CorruptLink { .. } => {
                 log::error!("{detail}");
                 ApiError::new(Code::Unknown, Value::Null)

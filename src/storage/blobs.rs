@@ -50,6 +50,9 @@ impl Registry {
     /// garbage collection running meanwhile keeps it; see `crate::gc`. Called
     /// before any link to it is written. Returns false if the blob is gone.
     pub async fn refresh_blob(&self, d: &Digest) -> Result<bool> {
+        if !self.driver.atomic_directory_moves() {
+            return self.refresh_condemnable(d).await;
+        }
         Ok(super::error::optional(self.driver.touch(paths::blob_data(d)).await)?.is_some())
     }
 

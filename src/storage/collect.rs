@@ -29,11 +29,8 @@ impl Registry {
         let mut out = vec![];
         for digest in self.list_digests(&dir).await? {
             let link = paths::revision_link(repo, &digest);
-            if let Some(info) = optional(self.driver.stat(link).await)? {
-                out.push(Revision {
-                    digest,
-                    modified: info.modified,
-                });
+            if let Some(modified) = optional(self.driver.last_referenced(link).await)? {
+                out.push(Revision { digest, modified });
             }
         }
         Ok(out)
@@ -76,7 +73,7 @@ impl Registry {
 
     /// When a blob was last written or referenced; `None` if it is not stored.
     pub async fn blob_modified(&self, d: &Digest) -> Result<Option<SystemTime>> {
-        Ok(optional(self.driver.stat(paths::blob_data(d)).await)?.map(|i| i.modified))
+        optional(self.driver.last_referenced(paths::blob_data(d)).await)
     }
 
     /// Removes a blob's bytes if they were last modified before `cutoff`.
@@ -89,6 +86,9 @@ impl Registry {
         match self.blob_modified(d).await? {
             Some(m) if m < cutoff => {}
             _ => return Ok(false),
+        }
+        if !self.driver.atomic_directory_moves() {
+            return self.condemn_blob_if_older(d, cutoff).await;
         }
         let aside = paths::quarantine_entry(d, &super::tags::random_id());
         let moved = self.driver.move_to(paths::blob_dir(d), aside.clone()).await;
@@ -131,6 +131,9 @@ impl Registry {
     /// (it was killed in between); a collection decides about it afresh.
     /// Returns how many it put back.
     pub async fn recover_quarantine(&self) -> Result<usize> {
+        if !self.driver.atomic_directory_moves() {
+            return self.clear_stale_condemnations().await;
+        }
         let mut n = 0;
         for name in self.list(paths::quarantine()).await? {
             let mut parts = name.splitn(3, '-');
@@ -156,7 +159,7 @@ impl Registry {
         d: &Digest,
     ) -> Result<Option<SystemTime>> {
         let link = paths::revision_link(repo, d);
-        Ok(optional(self.driver.stat(link).await)?.map(|i| i.modified))
+        optional(self.driver.last_referenced(link).await)
     }
 
     /// Touches a revision's link, as a reference to it does; false if absent.
@@ -175,6 +178,9 @@ impl Registry {
         d: &Digest,
     ) -> Result<Option<(String, Option<SystemTime>)>> {
         let aside = paths::revision_quarantine_entry(repo, d, &super::tags::random_id());
+        if !self.driver.atomic_directory_moves() {
+            return self.copy_revision_aside(repo, d, aside).await;
+        }
         let moved = self
             .driver
             .move_to(paths::revision_dir(repo, d), aside.clone())
@@ -184,6 +190,29 @@ impl Registry {
         }
         let info = optional(self.driver.stat(format!("{aside}/link")).await)?;
         Ok(Some((aside, info.map(|i| i.modified))))
+    }
+
+    /// [`Self::set_revision_aside`] where a move is a copy and a delete: the
+    /// copy's time is new, so the last reference is read at the revision's
+    /// own path, before the move and after it (a touch keeps its mark
+    /// there). A touch before the delete shows; one after finds the link gone.
+    async fn copy_revision_aside(
+        &self,
+        repo: &RepoName,
+        d: &Digest,
+        aside: String,
+    ) -> Result<Option<(String, Option<SystemTime>)>> {
+        let link = paths::revision_link(repo, d);
+        let before = optional(self.driver.last_referenced(link.clone()).await)?;
+        let moved = self
+            .driver
+            .move_to(paths::revision_dir(repo, d), aside.clone())
+            .await;
+        if optional(moved)?.is_none() {
+            return Ok(None);
+        }
+        let after = optional(self.driver.last_referenced(link).await)?;
+        Ok(Some((aside, before.max(after))))
     }
 
     /// Moves a revision set aside back; if it is back already, the copy aside goes.

@@ -30,6 +30,9 @@ pub enum StorageError {
     Body(std::io::Error),
     #[error("storage: {0}")]
     Driver(DriverError),
+    /// Something else decides about this right now; retrying will do.
+    #[error("{0}")]
+    Busy(String),
     #[error("corrupt link {path}: {detail}")]
     CorruptLink { path: String, detail: String },
 }

@@ -9,6 +9,7 @@
 pub mod blobs;
 pub mod catalog;
 pub mod collect;
+mod condemn;
 pub mod driver;
 pub mod error;
 pub mod fsck;

@@ -135,6 +135,14 @@ pub trait StorageDriver: Send + Sync + 'static {
     /// whether it removed one: false for an absent one too, and stores
     /// without directories always answer false.
     fn remove_empty_dir(&self, path: String) -> DriverFuture<'_, bool>;
+    /// When an object was last written or touched: [`FileInfo::modified`],
+    /// unless the driver keeps touches apart from the object (a bucket,
+    /// where changing an object's time means copying it). A store that
+    /// keeps them apart still answers for an object removed since, from its
+    /// last touch, and says `NotFound` only when it knows neither.
+    fn last_referenced(&self, path: String) -> DriverFuture<'_, SystemTime> {
+        Box::pin(async move { Ok(self.stat(path).await?.modified) })
+    }
     /// The checkpoint the last commit of an object written in pieces stored
     /// with it ([`FileWriter::set_checkpoint`]), and the size it belongs to.
     fn checkpoint(&self, path: String) -> DriverFuture<'_, Option<(u64, Bytes)>> {

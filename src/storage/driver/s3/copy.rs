@@ -7,7 +7,8 @@ use super::S3Driver;
 use super::appendable::Found;
 use super::client::{error, other};
 use crate::storage::driver::DriverError;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use std::time::SystemTime;
 
 /// `CopySource` is `bucket/key`, percent-encoded.
 fn copy_source(bucket: &str, key: &str) -> String {
@@ -175,29 +176,40 @@ impl S3Driver {
         Ok(parts)
     }
 
-    /// Gives an object a new modification time by copying it onto itself
-    /// (S3 has no other way to change it). An object being appended to is
-    /// left alone: it is written afresh when it moves into place.
+    /// Records a reference to an existing object: a small mark object of
+    /// its own (`<rootdirectory>/private-registry/touched/<path>`, outside
+    /// distribution's tree), since changing the object's own time would copy
+    /// it, gigabytes for a large blob. The mark is written first and the
+    /// object checked after, so a touch that succeeds was visible before
+    /// anything that could remove the object next looks.
     pub(super) async fn refresh(&self, path: &str) -> Result<(), DriverError> {
-        let (info, appendable) = self.head(path).await?;
-        if appendable {
-            return Ok(());
+        self.put_plain(&mark(path), bytes::Bytes::new()).await?;
+        self.head(path).await.map(drop)
+    }
+
+    /// The later of an object's own time and its last touch.
+    pub(super) async fn referenced(&self, path: &str) -> Result<SystemTime, DriverError> {
+        let marked = mark(path);
+        let (own, touched) = tokio::join!(self.head(path), self.head(&marked));
+        let time = |r: Result<(crate::storage::driver::FileInfo, bool), DriverError>| match r {
+            Ok((info, _)) => Ok(Some(info.modified)),
+            Err(DriverError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        };
+        match (time(own)?, time(touched)?) {
+            (None, None) => Err(DriverError::NotFound(path.to_string())),
+            (a, b) => Ok(a.max(b).expect("one is known")),
         }
-        if info.size > self.copy_threshold {
-            return self.multipart_copy(path, path, info.size).await;
-        }
-        self.client
-            .copy_object()
-            .bucket(&*self.bucket)
-            .key(self.key(path))
-            .copy_source(copy_source(&self.bucket, &self.key(path)))
-            .metadata_directive(MetadataDirective::Replace)
-            .send()
-            .await
-            .map_err(|e| error("CopyObject", path, e))?;
-        Ok(())
     }
 }
+
+/// Where the touches of `path` are recorded.
+pub(super) fn mark(path: &str) -> String {
+    format!("{MARKS}/{path}")
+}
+
+/// Outside distribution's `docker/registry/v2`, so its tools never see marks.
+pub(super) const MARKS: &str = "private-registry/touched";
 
 #[cfg(test)]
 mod tests {

@@ -265,19 +265,33 @@ impl S3Driver {
         Ok(names)
     }
 
+    /// Removes an object or every object under a directory, with their
+    /// touch marks and any multipart upload left unfinished there.
     async fn remove(&self, path: &str) -> Result<(), DriverError> {
-        let object = match self.head(path).await {
+        let marks = copy::mark(path);
+        let (object, under, aborted, marked, marked_under) = tokio::join!(
+            self.head(path),
+            self.keys_under(path),
+            self.abort_uploads(path),
+            self.head(&marks),
+            self.keys_under(&marks),
+        );
+        let object = match object {
             Ok(_) => true,
             Err(DriverError::NotFound(_)) => false,
             Err(e) => return Err(e),
         };
-        let mut keys = self.keys_under(path).await?;
-        self.abort_uploads(path).await?;
+        let mut keys = under?;
+        aborted?;
         if !object && keys.is_empty() {
             return Err(DriverError::NotFound(path.to_string()));
         }
         if object {
             keys.push(path.to_string());
+        }
+        keys.extend(marked_under?);
+        if marked.is_ok() {
+            keys.push(marks);
         }
         self.delete_keys(&keys).await
     }
@@ -396,6 +410,10 @@ impl StorageDriver for S3Driver {
 
     fn touch(&self, path: String) -> DriverFuture<'_, ()> {
         Box::pin(async move { self.refresh(&path).await })
+    }
+
+    fn last_referenced(&self, path: String) -> DriverFuture<'_, SystemTime> {
+        Box::pin(async move { self.referenced(&path).await })
     }
 
     fn remove_empty_dir(&self, _path: String) -> DriverFuture<'_, bool> {

@@ -1,0 +1,99 @@
+//! Garbage collection's removal of a blob where a directory cannot be moved
+//! aside in one step (a bucket: a move is a copy and a delete, and copying
+//! a large blob to read its time again would cost what the removal saves).
+//!
+//! Instead the collector *condemns* the blob: it writes a marker in
+//! `_quarantine/` (the name an aside blob has on disk), reads the blob's last
+//! reference again, removes the blob only if that is still older than the
+//! cutoff, and then removes the marker. A request referencing the blob
+//! touches it (its mark is written before the blob is checked), waits while
+//! a marker stands, and checks the blob is still there. Either its touch
+//! came before the collector's second read, which then keeps the blob, or
+//! its check comes after the removal and it answers "unknown", as on disk.
+//! A killed collector's marker goes stale: after [`STALE`] nobody waits for
+//! it, and the next collection removes it.
+
+use super::{Registry, Result, StorageError, error::optional, paths, tags::random_id};
+use crate::digest::Digest;
+use bytes::Bytes;
+use std::time::{Duration, Instant, SystemTime};
+
+/// How long a marker counts: a collector holds one for a few requests.
+const STALE: Duration = Duration::from_secs(600);
+/// The longest a request waits for a collector to decide.
+const WAIT: Duration = Duration::from_secs(30);
+
+impl Registry {
+    /// [`Registry::delete_blob_if_older`] for stores without atomic moves;
+    /// the caller saw the blob older than `cutoff` already.
+    pub(super) async fn condemn_blob_if_older(
+        &self,
+        d: &Digest,
+        cutoff: SystemTime,
+    ) -> Result<bool> {
+        let marker = paths::quarantine_entry(d, &random_id());
+        self.driver
+            .put_content(marker.clone(), Bytes::new())
+            .await?;
+        let again = optional(self.driver.last_referenced(paths::blob_data(d)).await)?;
+        let removed = match again {
+            Some(m) if m < cutoff => self.remove(paths::blob_dir(d)).await?,
+            _ => false,
+        };
+        self.remove(marker).await?;
+        Ok(removed)
+    }
+
+    /// A reference to a stored blob, on a store without atomic moves: see
+    /// the module's comment. False if the blob is gone.
+    pub(super) async fn refresh_condemnable(&self, d: &Digest) -> Result<bool> {
+        if optional(self.driver.touch(paths::blob_data(d)).await)?.is_none() {
+            return Ok(false);
+        }
+        let until = Instant::now() + WAIT;
+        while self.condemned(d).await? {
+            if Instant::now() > until {
+                return Err(StorageError::Busy(format!(
+                    "{d}: garbage collection is deciding about this blob; try again"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(self.stored_blob_size(d).await?.is_some())
+    }
+
+    /// Whether a collector holds a fresh marker on `d`.
+    async fn condemned(&self, d: &Digest) -> Result<bool> {
+        let prefix = format!("{}-{}-", d.algorithm().name(), d.hex());
+        for name in self.list(paths::quarantine()).await? {
+            if name.starts_with(&prefix) && self.fresh(&name).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    async fn fresh(&self, name: &str) -> Result<bool> {
+        let path = format!("{}/{name}", paths::quarantine());
+        let Some(info) = optional(self.driver.stat(path).await)? else {
+            return Ok(false);
+        };
+        let age = SystemTime::now()
+            .duration_since(info.modified)
+            .unwrap_or_default();
+        Ok(age < STALE)
+    }
+
+    /// Removes markers killed collectors left; returns how many.
+    pub(super) async fn clear_stale_condemnations(&self) -> Result<usize> {
+        let mut n = 0;
+        for name in self.list(paths::quarantine()).await? {
+            if !self.fresh(&name).await? {
+                self.remove(format!("{}/{name}", paths::quarantine()))
+                    .await?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
