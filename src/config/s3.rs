@@ -203,6 +203,11 @@ impl S3 {
                 "signature version 2 is not supported; remove the key or set it to true",
             ),
             refuse(
+                "skipverify",
+                self.skipverify && self.secure,
+                "certificate checks cannot be turned off here; add the store's CA certificate to the system's trust store (update-ca-certificates)",
+            ),
+            refuse(
                 "objectacl",
                 self.objectacl != "private",
                 "only private objects are supported; grant access with bucket policies",

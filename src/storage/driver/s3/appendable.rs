@@ -22,6 +22,15 @@ use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
+/// Where an object's parts are uploaded: beside the state object, not at its
+/// key, since Garage drops a key's unfinished multipart upload when a newer
+/// object is written there (each commit rewrites the state object).
+pub fn parts_of(path: &str) -> String {
+    format!("{path}{PARTS_SUFFIX}")
+}
+
+pub const PARTS_SUFFIX: &str = ".parts";
+
 /// Object metadata marking a state object, and its logical size.
 pub const MARK: &str = "pr-appendable";
 pub const SIZE: &str = "pr-size";
@@ -225,22 +234,24 @@ impl S3Driver {
             .ok_or_else(|| other(path, "CreateMultipartUpload: no upload id"))
     }
 
-    /// Turns a state object into the object it stands for, at the same key:
-    /// the tail alone is written whole; parts are completed into one object
-    /// (the tail as the last part). Returns the object's size.
+    /// Completes the parts of an object being appended to into one object
+    /// at [`parts_of`] its path, the tail as the last part. Returns the size.
+    /// Completed already (a retry after a crash), the object is there.
     pub(super) async fn seal(&self, path: &str, state: State) -> Result<u64, DriverError> {
         let mut c = state.current;
         let size = c.size();
-        let Some(upload_id) = state.upload_id.filter(|_| !c.parts.is_empty()) else {
-            self.put_plain(path, c.tail).await?;
-            return Ok(size);
+        let parts_path = parts_of(path);
+        let Some(upload_id) = state.upload_id else {
+            return Err(other(path, "no parts to complete"));
         };
         if !c.tail.is_empty() {
             let number = c.parts.len() as i32 + 1;
-            let part = self
-                .upload_part(path, &upload_id, number, c.tail.clone())
-                .await?;
-            c.parts.push(part);
+            let part = self.upload_part(&parts_path, &upload_id, number, c.tail.clone());
+            match part.await {
+                Ok(part) => c.parts.push(part),
+                Err(DriverError::NotFound(_)) => return self.sealed(path, size).await,
+                Err(e) => return Err(e),
+            }
         }
         let parts = c
             .parts
@@ -252,10 +263,11 @@ impl S3Driver {
                     .build()
             })
             .collect();
-        self.client
+        let done = self
+            .client
             .complete_multipart_upload()
             .bucket(&*self.bucket)
-            .key(self.key(path))
+            .key(self.key(&parts_path))
             .upload_id(&upload_id)
             .multipart_upload(
                 CompletedMultipartUpload::builder()
@@ -263,9 +275,26 @@ impl S3Driver {
                     .build(),
             )
             .send()
-            .await
-            .map_err(|e| error("CompleteMultipartUpload", path, e))?;
-        Ok(size)
+            .await;
+        match done.map_err(|e| error("CompleteMultipartUpload", path, e)) {
+            Ok(_) => Ok(size),
+            Err(DriverError::NotFound(_)) => self.sealed(path, size).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The upload is gone: completed by an attempt that died before moving
+    /// the result, whose object must then be there, whole.
+    async fn sealed(&self, path: &str, size: u64) -> Result<u64, DriverError> {
+        let (info, _) = self.head(&parts_of(path)).await?;
+        if info.size == size {
+            Ok(size)
+        } else {
+            Err(other(
+                path,
+                "upload gone and its completed object incomplete",
+            ))
+        }
     }
 
     /// Undoes the last commit if it took the object past `len`.
@@ -321,7 +350,7 @@ impl Writer {
             let upload_id = match &self.state.upload_id {
                 Some(id) => id.clone(),
                 None => {
-                    let id = self.driver.create_upload(&self.path).await?;
+                    let id = self.driver.create_upload(&parts_of(&self.path)).await?;
                     self.state.upload_id = Some(id.clone());
                     id
                 }
@@ -330,7 +359,7 @@ impl Writer {
             let number = (self.base.parts.len() + self.parts.len()) as i32 + 1;
             let part = self
                 .driver
-                .upload_part(&self.path, &upload_id, number, body)
+                .upload_part(&parts_of(&self.path), &upload_id, number, body)
                 .await?;
             self.parts.push(part);
         }

@@ -140,7 +140,7 @@ where
     let detail = match status {
         None => format!(
             "cannot reach the store (storage.s3.regionendpoint): {}",
-            DisplayErrorContext(&e)
+            innermost(&e)
         ),
         Some(404) => format!("bucket {bucket:?} does not exist (storage.s3.bucket)"),
         Some(401 | 403) => format!(
@@ -154,4 +154,14 @@ where
         Some(st) => format!("HeadBucket: HTTP {st} {code}"),
     };
     other(bucket, detail)
+}
+
+/// The root cause of a transport error ("Connection refused"), which is
+/// what an operator needs from the SDK's long chain.
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
 }

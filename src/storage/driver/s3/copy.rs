@@ -4,7 +4,7 @@
 //! (a single copy is limited to 5 GiB and slow for large objects on AWS).
 
 use super::S3Driver;
-use super::appendable::Found;
+use super::appendable::{Found, parts_of};
 use super::client::{error, other};
 use crate::storage::driver::DriverError;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
@@ -50,8 +50,9 @@ impl S3Driver {
             return self.delete_keys(&[from.to_string()]).await;
         }
         let size = self.seal(from, state).await?;
-        self.copy(from, to, size).await?;
-        self.delete_keys(&[from.to_string()]).await
+        let sealed = parts_of(from);
+        self.copy(&sealed, to, size).await?;
+        self.delete_keys(&[from.to_string(), sealed]).await
     }
 
     async fn move_directory(&self, from: &str, to: &str) -> Result<(), DriverError> {

@@ -212,7 +212,8 @@ impl S3Driver {
             let (Some(k), Some(id)) = (u.key(), u.upload_id()) else {
                 continue;
             };
-            if k != key && !k.starts_with(&format!("{key}/")) {
+            let parts = format!("{key}{}", appendable::PARTS_SUFFIX);
+            if k != key && k != parts && !k.starts_with(&format!("{key}/")) {
                 continue;
             }
             let aborted = self
