@@ -105,6 +105,19 @@ impl Server {
         Self::spawn(cmd, root, config)
     }
 
+    /// Starts a server with exactly the configuration `yaml`, written to
+    /// `dir/config.yml` (its filesystem data, if any, is the caller's).
+    pub fn start_config(dir: &Path, yaml: &str, env: &[(&str, &str)]) -> Server {
+        let config = dir.join("config.yml");
+        std::fs::write(&config, yaml).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--config"]).arg(&config);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Self::spawn(cmd, &dir.join("data"), config)
+    }
+
     /// Runs `serve --dev` in `dir` (its data goes to `dir/data`), with `env`
     /// on top, for instance to move its fixed ports.
     pub fn start_dev(dir: &Path, env: &[(&str, &str)]) -> Server {

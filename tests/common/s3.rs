@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::process::Command;
 
 pub struct Cluster {
     pub vars: HashMap<String, String>,
@@ -12,18 +13,78 @@ pub struct Cluster {
 /// The cluster the tests run on, if any.
 pub fn cluster() -> Option<Cluster> {
     let path = std::env::var_os("PRIVATE_REGISTRY_TEST_S3")?;
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "PRIVATE_REGISTRY_TEST_S3: {}: {e}",
-            Path::new(&path).display()
-        )
-    });
-    let vars = text
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
-        .collect();
-    Some(Cluster { vars })
+    Some(Cluster::load(Path::new(&path)))
+}
+
+impl Cluster {
+    /// Reads a cluster's env file.
+    pub fn load(path: &Path) -> Cluster {
+        let text = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("garage env file {}: {e}", path.display()));
+        let vars = text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
+            .collect();
+        Cluster { vars }
+    }
+}
+
+/// A three-node Garage cluster of a test's own (`tests/garage/cluster`),
+/// stopped when dropped: for tests that kill its nodes.
+pub struct Garage {
+    pub dir: super::TempDir,
+    pub cluster: Cluster,
+}
+
+impl Garage {
+    pub fn start() -> Garage {
+        let dir = super::TempDir::new("garage");
+        let out = super::run_ok(Command::new(script()).arg("start").arg(&dir.0));
+        let env = out.lines().last().unwrap_or_default().trim().to_string();
+        let cluster = Cluster::load(Path::new(&env));
+        Garage { dir, cluster }
+    }
+
+    /// Runs `tests/garage/cluster ACTION DIR NODE` (kill, restart).
+    pub fn node(&self, action: &str, n: u32) {
+        super::run_ok(
+            Command::new(script())
+                .arg(action)
+                .arg(&self.dir.0)
+                .arg(n.to_string()),
+        );
+    }
+}
+
+impl Drop for Garage {
+    fn drop(&mut self) {
+        let _ = Command::new(script()).arg("stop").arg(&self.dir.0).output();
+    }
+}
+
+fn script() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/garage/cluster")
+}
+
+/// `aws s3api ARGS` against the cluster (Debian's awscli), JSON out.
+pub fn s3api(c: &Cluster, args: &[&str]) -> serde_json::Value {
+    let out = Command::new("aws")
+        .args(["--endpoint-url", c.var("GARAGE_ENDPOINT"), "--region"])
+        .arg(c.var("GARAGE_REGION"))
+        .arg("s3api")
+        .args(args)
+        .args(["--output", "json"])
+        .env("AWS_ACCESS_KEY_ID", c.var("AWS_ACCESS_KEY_ID"))
+        .env("AWS_SECRET_ACCESS_KEY", c.var("AWS_SECRET_ACCESS_KEY"))
+        .output()
+        .expect("aws (Debian's awscli) runs");
+    assert!(
+        out.status.success(),
+        "aws s3api {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
 }
 
 /// Whether the tests run on object storage (checks that read a data
@@ -50,6 +111,11 @@ impl Cluster {
     }
 
     pub fn storage_yaml(&self, root: &Path) -> String {
+        self.storage_yaml_at(&Self::prefix(root))
+    }
+
+    /// The `storage.s3` section for objects under `rootdirectory`.
+    pub fn storage_yaml_at(&self, rootdirectory: &str) -> String {
         format!(
             "  s3:\n    accesskey: {}\n    secretkey: {}\n    region: {}\n    regionendpoint: {}\n    bucket: {}\n    rootdirectory: /{}\n    forcepathstyle: true\n    secure: false\n",
             self.var("AWS_ACCESS_KEY_ID"),
@@ -57,7 +123,7 @@ impl Cluster {
             self.var("GARAGE_REGION"),
             self.var("GARAGE_ENDPOINT"),
             self.var("GARAGE_BUCKET"),
-            Self::prefix(root),
+            rootdirectory,
         )
     }
 }
