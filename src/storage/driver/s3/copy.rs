@@ -10,6 +10,8 @@ use crate::storage::driver::DriverError;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use std::time::SystemTime;
 
+const MIN_PART: u64 = 5 << 20;
+
 /// `CopySource` is `bucket/key`, percent-encoded.
 fn copy_source(bucket: &str, key: &str) -> String {
     let mut out = String::with_capacity(bucket.len() + key.len() + 1);
@@ -76,7 +78,8 @@ impl S3Driver {
 
     /// Server-side copy of a whole object.
     pub(super) async fn copy(&self, from: &str, to: &str, size: u64) -> Result<(), DriverError> {
-        if size > self.copy_threshold {
+        // Parts below 5 MiB are not S3 (and Garage refuses tiny copy sources).
+        if size > self.copy_threshold.max(MIN_PART) {
             return self.multipart_copy(from, to, size).await;
         }
         let mut req = self
