@@ -36,19 +36,28 @@ pub fn accepted() -> Response<body::Body> {
 }
 
 async fn get(api: &Api, req: &Parts, repo: &RepoName, d: &Digest) -> ApiResult {
-    let size = api.registry.blob_size(repo, d).await?;
     // A HEAD is how a push learns it may skip an upload: count it as a
     // reference for garbage collection's grace period. Best effort (the
-    // manifest put touches again, and must succeed); only "gone" matters here.
-    if req.method == Method::HEAD {
-        match api.registry.refresh_blob(d).await {
+    // manifest put touches again, and must succeed); only "gone" matters
+    // here. Done beside the lookup, not after it: on a bucket both wait on
+    // the store.
+    let size = if req.method == Method::HEAD {
+        let (size, seen) = tokio::join!(
+            api.registry.blob_size(repo, d),
+            api.registry.note_blob_seen(d)
+        );
+        let size = size?;
+        match seen {
             Ok(true) => {}
             Ok(false) => {
                 return Err(crate::storage::StorageError::BlobUnknown(d.clone()).into());
             }
             Err(e) => log::debug!("HEAD {d}: cannot refresh its time: {e}"),
         }
-    }
+        size
+    } else {
+        api.registry.blob_size(repo, d).await?
+    };
     if req.method == Method::GET
         && !api.settings.redirect_disabled
         && let Some(url) = api.registry.blob_redirect(d).await?

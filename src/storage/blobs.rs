@@ -8,15 +8,18 @@ use crate::names::RepoName;
 impl Registry {
     /// Size of a blob the repository may read: linked as a layer, or a manifest
     /// revision (distribution serves manifests through the blob endpoint too).
+    /// The link and the bytes are looked up at once: on a bucket each is a
+    /// round trip.
     pub async fn blob_size(&self, repo: &RepoName, d: &Digest) -> Result<u64> {
-        let linked = self.exists(paths::layer_link(repo, d)).await?
-            || self.exists(paths::revision_link(repo, d)).await?;
-        if !linked {
-            return Err(StorageError::BlobUnknown(d.clone()));
+        let (layer, size) = tokio::join!(
+            self.exists(paths::layer_link(repo, d)),
+            self.stored_blob_size(d)
+        );
+        let linked = layer? || self.exists(paths::revision_link(repo, d)).await?;
+        match size? {
+            Some(size) if linked => Ok(size),
+            _ => Err(StorageError::BlobUnknown(d.clone())),
         }
-        self.stored_blob_size(d)
-            .await?
-            .ok_or_else(|| StorageError::BlobUnknown(d.clone()))
     }
 
     /// Size of the blob's bytes if stored at all, regardless of repository.
@@ -49,6 +52,17 @@ impl Registry {
     /// Marks a stored blob as just referenced (its mtime becomes now), so a
     /// garbage collection running meanwhile keeps it; see `crate::gc`. Called
     /// before any link to it is written. Returns false if the blob is gone.
+    /// Notes that a client was told the blob exists (a `HEAD`), for garbage
+    /// collection's grace period: only a hint, since the manifest that links
+    /// it refreshes it properly ([`Self::refresh_blob`]); so on a bucket it
+    /// is the touch alone, without waiting for a collector's decision.
+    pub async fn note_blob_seen(&self, d: &Digest) -> Result<bool> {
+        if self.driver.atomic_directory_moves() {
+            return self.refresh_blob(d).await;
+        }
+        Ok(super::error::optional(self.driver.touch(paths::blob_data(d)).await)?.is_some())
+    }
+
     pub async fn refresh_blob(&self, d: &Digest) -> Result<bool> {
         if !self.driver.atomic_directory_moves() {
             return self.refresh_condemnable(d).await;

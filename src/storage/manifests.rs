@@ -61,19 +61,36 @@ impl Registry {
         Ok(d)
     }
 
+    /// The manifest `r` names. Its bytes, content-addressed, may come from
+    /// memory; the tag and the revision link, which change, are always read.
     pub async fn get_manifest(&self, repo: &RepoName, r: &Reference) -> Result<StoredManifest> {
         let digest = self.resolve(repo, r).await?;
-        let bytes =
-            match super::error::optional(self.driver.get_content(paths::blob_data(&digest)).await)?
-            {
-                Some(b) => b,
-                None => return Err(StorageError::ManifestUnknown(r.to_string())),
-            };
+        let bytes = match self.manifests.get(&digest) {
+            Some(b) => b,
+            None => {
+                let path = paths::blob_data(&digest);
+                let Some(b) = super::error::optional(self.driver.get_content(path).await)? else {
+                    return Err(StorageError::ManifestUnknown(r.to_string()));
+                };
+                self.remember_manifest(&digest, &b);
+                b
+            }
+        };
         Ok(StoredManifest {
             media_type: stored_media_type(&bytes),
             digest,
             bytes,
         })
+    }
+
+    /// Keeps manifest bytes read from storage, if they are what their digest
+    /// says (a corrupt file is served as it is, but never kept).
+    fn remember_manifest(&self, d: &Digest, bytes: &Bytes) {
+        let mut h = d.algorithm().hasher();
+        h.update(bytes);
+        if &h.finish() == d {
+            self.manifests.put(d, bytes);
+        }
     }
 
     /// Validates and stores a manifest, then points the tag (if any) at it.

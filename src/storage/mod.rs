@@ -7,6 +7,7 @@
 //! so a crash at any point leaves either the old state or the new one.
 
 pub mod blobs;
+mod cache;
 pub mod catalog;
 pub mod collect;
 mod condemn;
@@ -41,6 +42,7 @@ pub struct Registry {
     upload_limit: Option<u64>,
     /// Read-only mode: the health check writes nothing either.
     read_only: bool,
+    manifests: cache::ContentCache,
 }
 
 impl Registry {
@@ -50,6 +52,7 @@ impl Registry {
             uploads: uploads::Sessions::default(),
             upload_limit: None,
             read_only: false,
+            manifests: cache::ContentCache::default(),
         }
     }
 

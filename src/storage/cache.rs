@@ -1,0 +1,77 @@
+//! Manifest bytes by digest, kept in memory: content-addressed, so never
+//! stale, and safe to share between nodes on one store (only mutable
+//! things, tags and links, must be read fresh). Bounded in bytes; the
+//! oldest entries go first. On a bucket this saves a round trip per pull
+//! of a manifest; on disk, a read.
+
+use crate::digest::Digest;
+use bytes::Bytes;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+/// Total bytes kept.
+const BUDGET: usize = 16 << 20;
+/// Larger objects are not kept (a manifest is a few KiB).
+const MAX_ENTRY: usize = 256 << 10;
+
+#[derive(Default)]
+pub struct ContentCache {
+    inner: Mutex<Entries>,
+}
+
+#[derive(Default)]
+struct Entries {
+    map: HashMap<Digest, Bytes>,
+    order: VecDeque<Digest>,
+    bytes: usize,
+}
+
+impl ContentCache {
+    pub fn get(&self, d: &Digest) -> Option<Bytes> {
+        self.inner.lock().expect("cache lock").map.get(d).cloned()
+    }
+
+    /// Keeps `bytes` as the content of `d`; the caller has checked they hash to it.
+    pub fn put(&self, d: &Digest, bytes: &Bytes) {
+        if bytes.len() > MAX_ENTRY {
+            return;
+        }
+        let mut e = self.inner.lock().expect("cache lock");
+        if e.map.contains_key(d) {
+            return;
+        }
+        while e.bytes + bytes.len() > BUDGET {
+            let Some(old) = e.order.pop_front() else {
+                break;
+            };
+            if let Some(b) = e.map.remove(&old) {
+                e.bytes -= b.len();
+            }
+        }
+        e.bytes += bytes.len();
+        e.order.push_back(d.clone());
+        e.map.insert(d.clone(), bytes.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_within_its_budget_dropping_the_oldest() {
+        let c = ContentCache::default();
+        let big = Bytes::from(vec![0u8; MAX_ENTRY]);
+        let digests: Vec<Digest> = (0..(BUDGET / MAX_ENTRY + 2))
+            .map(|i| Digest::sha256_of(&i.to_le_bytes()))
+            .collect();
+        for d in &digests {
+            c.put(d, &big);
+        }
+        assert!(c.get(&digests[0]).is_none(), "the oldest went");
+        assert!(c.get(digests.last().unwrap()).is_some());
+        assert!(c.inner.lock().unwrap().bytes <= BUDGET);
+        c.put(&digests[0], &Bytes::from(vec![0u8; MAX_ENTRY + 1]));
+        assert!(c.get(&digests[0]).is_none(), "too large to keep");
+    }
+}
