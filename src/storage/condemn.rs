@@ -10,8 +10,12 @@
 //! a marker stands, and checks the blob is still there. Either its touch
 //! came before the collector's second read, which then keeps the blob, or
 //! its check comes after the removal and it answers "unknown", as on disk.
-//! A killed collector's marker goes stale: after [`STALE`] nobody waits for
-//! it, and the next collection removes it.
+//! A killed collector's marker goes stale after [`DECIDE`]: nobody waits
+//! for it then, and the next collection removes it. A collector that took
+//! longer than [`GIVE_UP`] between its marker and the removal (paused,
+//! slow store) keeps the blob instead, so a removal never comes after its
+//! marker went stale; the difference between the two also absorbs clock
+//! skew between the nodes and the store, whose time stamps the marker.
 
 use super::{Registry, Result, StorageError, error::optional, paths, tags::random_id};
 use crate::digest::Digest;
@@ -19,8 +23,10 @@ use bytes::Bytes;
 use std::time::{Duration, Instant, SystemTime};
 
 /// How long a marker counts: a collector holds one for a few requests.
-const STALE: Duration = Duration::from_secs(600);
-/// The longest a request waits for a collector to decide.
+const DECIDE: Duration = Duration::from_secs(10);
+/// The longest a collector may take from its marker to the removal.
+const GIVE_UP: Duration = Duration::from_secs(2);
+/// The longest a request waits, should markers keep coming.
 const WAIT: Duration = Duration::from_secs(30);
 
 impl Registry {
@@ -32,12 +38,15 @@ impl Registry {
         cutoff: SystemTime,
     ) -> Result<bool> {
         let marker = paths::quarantine_entry(d, &random_id());
+        let started = Instant::now();
         self.driver
             .put_content(marker.clone(), Bytes::new())
             .await?;
         let again = optional(self.driver.last_referenced(paths::blob_data(d)).await)?;
         let removed = match again {
-            Some(m) if m < cutoff => self.remove(paths::blob_dir(d)).await?,
+            Some(m) if m < cutoff && started.elapsed() < GIVE_UP => {
+                self.remove(paths::blob_dir(d)).await?
+            }
             _ => false,
         };
         self.remove(marker).await?;
@@ -81,7 +90,7 @@ impl Registry {
         let age = SystemTime::now()
             .duration_since(info.modified)
             .unwrap_or_default();
-        Ok(age < STALE)
+        Ok(age < DECIDE)
     }
 
     /// Removes markers killed collectors left; returns how many.
