@@ -127,3 +127,63 @@ impl Cluster {
         )
     }
 }
+
+/// Replaces an object in the cluster's bucket, as a fault would.
+pub fn put_object(c: &Cluster, key: &str, bytes: &[u8]) {
+    let file = std::env::temp_dir().join(format!("pr-put-{}", std::process::id()));
+    std::fs::write(&file, bytes).unwrap();
+    s3api(
+        c,
+        &[
+            "put-object",
+            "--bucket",
+            c.var("GARAGE_BUCKET"),
+            "--key",
+            key,
+            "--body",
+            &file.to_string_lossy(),
+        ],
+    );
+    let _ = std::fs::remove_file(file);
+}
+
+/// Reads an object of the cluster's bucket.
+pub fn get_object(c: &Cluster, key: &str) -> Vec<u8> {
+    let out = Command::new("aws")
+        .args(["--endpoint-url", c.var("GARAGE_ENDPOINT"), "--region"])
+        .arg(c.var("GARAGE_REGION"))
+        .args([
+            "s3",
+            "cp",
+            &format!("s3://{}/{key}", c.var("GARAGE_BUCKET")),
+            "-",
+        ])
+        .env("AWS_ACCESS_KEY_ID", c.var("AWS_ACCESS_KEY_ID"))
+        .env("AWS_SECRET_ACCESS_KEY", c.var("AWS_SECRET_ACCESS_KEY"))
+        .output()
+        .expect("aws (Debian's awscli) runs");
+    assert!(out.status.success(), "aws s3 cp {key}");
+    out.stdout
+}
+
+/// Keys of the cluster's bucket under `prefix`.
+pub fn keys(c: &Cluster, prefix: &str) -> Vec<String> {
+    let v = s3api(
+        c,
+        &[
+            "list-objects-v2",
+            "--bucket",
+            c.var("GARAGE_BUCKET"),
+            "--prefix",
+            prefix,
+        ],
+    );
+    v["Contents"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|o| o["Key"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
