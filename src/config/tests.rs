@@ -119,10 +119,14 @@ fn wrong_values_name_the_key() {
             .starts_with("storage.maintenance.uploadpurging.age:"),
         "{e}"
     );
+    let e = parse("version: 0.1\nstorage:\n  azure:\n    accountname: a\n")
+        .err()
+        .unwrap();
+    assert!(e.to_string().starts_with("storage.azure:"), "{e}");
     let e = parse("version: 0.1\nstorage:\n  s3:\n    bucket: b\n")
         .err()
         .unwrap();
-    assert!(e.to_string().starts_with("storage.s3:"), "{e}");
+    assert!(e.to_string().starts_with("storage.s3.region:"), "{e}");
 }
 
 #[test]
@@ -306,5 +310,79 @@ fn every_listener_and_tls_file_mistake_is_reported() {
             "privateregistry.listeners[0].addr",
             "privateregistry.listeners[1]",
         ]
+    );
+}
+
+const S3: &str = "version: 0.1\nstorage:\n  s3:\n    accesskey: AK\n    secretkey: SK\n    region: garage\n    regionendpoint: http://127.0.0.1:3900\n    bucket: registry\n    rootdirectory: /reg\nhttp:\n  addr: 127.0.0.1:5000\n";
+
+#[test]
+fn a_registry2_s3_section_loads_and_overrides_apply() {
+    let vars = [
+        (
+            "REGISTRY_STORAGE_S3_BUCKET".to_string(),
+            "other".to_string(),
+        ),
+        (
+            "REGISTRY_STORAGE_S3_CHUNKSIZE".to_string(),
+            "5242880".to_string(),
+        ),
+    ];
+    let l = Config::parse(S3, "t", vars).unwrap();
+    let s3 = l.config.storage.s3.as_ref().unwrap();
+    assert_eq!((s3.bucket.as_str(), s3.chunksize), ("other", 5 << 20));
+    assert_eq!(s3.prefix(), "reg");
+    assert!(s3.secure && s3.v4auth, "distribution's defaults");
+    assert!(matches!(l.config.backend(), Backend::S3(_)));
+    let shown = l.config.to_yaml();
+    assert!(
+        !shown.contains("SK") && shown.contains("********"),
+        "{shown}"
+    );
+    assert!(!shown.contains("filesystem"), "{shown}");
+}
+
+#[test]
+fn s3_keys_we_cannot_honour_are_errors_naming_them() {
+    let bad = S3.replace(
+        "    rootdirectory: /reg\n",
+        "    rootdirectory: /reg\n    v4auth: false\n    chunksize: 1000\n    objectacl: public-read\n    skipverify: true\n",
+    );
+    assert_eq!(
+        error_keys(&bad),
+        [
+            "storage.s3.chunksize",
+            "storage.s3.v4auth",
+            "storage.s3.skipverify",
+            "storage.s3.objectacl"
+        ]
+    );
+    let both = S3.replace(
+        "storage:\n",
+        "storage:\n  filesystem:\n    rootdirectory: /x\n",
+    );
+    assert_eq!(error_keys(&both), ["storage"]);
+    let no_bucket = S3.replace("    bucket: registry\n", "");
+    assert_eq!(error_keys(&no_bucket), ["storage.s3.bucket"]);
+    let l = parse(&S3.replace("    rootdirectory", "    rootdirektory")).unwrap();
+    assert!(
+        l.warnings
+            .iter()
+            .any(|w| w.contains("storage.s3.rootdirektory") && w.contains("rootdirectory")),
+        "{:?}",
+        l.warnings
+    );
+}
+
+#[test]
+fn read_only_mode_is_accepted() {
+    let text = "version: 0.1\nstorage:\n  maintenance:\n    readonly:\n      enabled: true\n";
+    assert!(
+        parse(text)
+            .unwrap()
+            .config
+            .storage
+            .maintenance
+            .readonly
+            .enabled
     );
 }
