@@ -76,7 +76,7 @@ fn config_mistakes_name_the_key() {
         ("version: 0.1\nlog:\n  level: loud\n", "log.level"),
         (
             "version: 0.1\nstorage:\n  s3:\n    bucket: x\n",
-            "storage.s3",
+            "storage.s3.region: required",
         ),
         ("version: 2\n", "version"),
         ("version: 0.1\nhttp: [1, 2\n", "not valid YAML"),
