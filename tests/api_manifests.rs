@@ -435,3 +435,35 @@ fn referrers_with_artifact_type_filter() {
         "DIGEST_INVALID"
     );
 }
+
+/// `storage.maintenance.readonly`: what was pushed is served, every write
+/// is refused as distribution refuses it (405, `Allow: GET, HEAD`) with the
+/// spec's `UNSUPPORTED` code, on whichever storage the tests run.
+#[test]
+fn read_only_mode_serves_pulls_and_refuses_writes() {
+    let dir = TempDir::new("ro");
+    let root = dir.0.join("data");
+    let s = Server::start_on(&root, "", &[]);
+    let digest = push_image(&s, "frozen/app", "v1", "frozen");
+    drop(s);
+    let env = [("REGISTRY_STORAGE_MAINTENANCE_READONLY_ENABLED", "true")];
+    let s = Server::start_on(&root, "", &env);
+    let r = get_manifest(&s, "frozen/app", "v1");
+    assert_eq!((r.status, sha256(&r.body)), (200, digest.clone()));
+    for (m, path) in [
+        ("POST", "/v2/frozen/app/blobs/uploads/".to_string()),
+        ("PUT", "/v2/frozen/app/manifests/v2".to_string()),
+        ("DELETE", format!("/v2/frozen/app/manifests/{digest}")),
+        ("PATCH", "/v2/frozen/app/blobs/uploads/x".to_string()),
+    ] {
+        let r = s.req(m, &path).send();
+        assert_eq!(r.status, 405, "{m} {path}: {}", r.text());
+        assert_eq!(r.code(), "UNSUPPORTED", "{m} {path}");
+        assert_eq!(r.header("Allow"), Some("GET, HEAD"), "{m} {path}");
+    }
+    assert_eq!(
+        probe(s.addr, "/healthz"),
+        Some(200),
+        "healthy, writing nothing"
+    );
+}
