@@ -11,6 +11,18 @@ impl Registry {
     /// The link and the bytes are looked up at once: on a bucket each is a
     /// round trip.
     pub async fn blob_size(&self, repo: &RepoName, d: &Digest) -> Result<u64> {
+        let cached = !self.driver.atomic_directory_moves();
+        if cached && let Some(size) = self.seen.link(repo.as_str(), d) {
+            return Ok(size);
+        }
+        let size = self.look_up_blob(repo, d).await?;
+        if cached {
+            self.seen.saw_link(repo.as_str(), d, size);
+        }
+        Ok(size)
+    }
+
+    async fn look_up_blob(&self, repo: &RepoName, d: &Digest) -> Result<u64> {
         let (layer, size) = tokio::join!(
             self.exists(paths::layer_link(repo, d)),
             self.stored_blob_size(d)
@@ -60,6 +72,9 @@ impl Registry {
         if self.driver.atomic_directory_moves() {
             return self.refresh_blob(d).await;
         }
+        if !self.seen.touch_due(d) {
+            return Ok(true);
+        }
         Ok(super::error::optional(self.driver.touch(paths::blob_data(d)).await)?.is_some())
     }
 
@@ -97,6 +112,7 @@ impl Registry {
 
     /// Unlinks a blob from a repository; its bytes stay for garbage collection.
     pub async fn unlink_blob(&self, repo: &RepoName, d: &Digest) -> Result<()> {
+        self.seen.forget(Some(repo.as_str()), Some(d));
         if !self.remove_link(paths::layer_link(repo, d)).await? {
             return Err(StorageError::BlobUnknown(d.clone()));
         }

@@ -75,3 +75,59 @@ mod tests {
         assert!(c.get(&digests[0]).is_none(), "too large to keep");
     }
 }
+
+/// What a bucket was recently seen to hold, for blob `HEAD`s: which blobs a
+/// repository links (with their size) and which blobs this process touched.
+/// distribution keeps the same ("blob descriptor cache"). Entries live
+/// [`SEEN_FOR`]: a link removed by another node or a collector in another
+/// process may be answered for that long; removals in this process forget
+/// at once. Only drivers without atomic moves (buckets) use it: on disk
+/// the lookups cost microseconds.
+#[derive(Default)]
+pub struct Seen {
+    links: Mutex<HashMap<(String, Digest), (u64, std::time::Instant)>>,
+    touched: Mutex<HashMap<Digest, std::time::Instant>>,
+}
+
+pub const SEEN_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+/// Entries kept before the table is emptied (a bound, not an LRU: a full
+/// table is rebuilt from the store within [`SEEN_FOR`] anyway).
+const SEEN_MAX: usize = 100_000;
+
+impl Seen {
+    pub fn link(&self, repo: &str, d: &Digest) -> Option<u64> {
+        let links = self.links.lock().expect("seen lock");
+        let (size, at) = links.get(&(repo.to_string(), d.clone()))?;
+        (at.elapsed() < SEEN_FOR).then_some(*size)
+    }
+
+    pub fn saw_link(&self, repo: &str, d: &Digest, size: u64) {
+        let mut links = self.links.lock().expect("seen lock");
+        if links.len() >= SEEN_MAX {
+            links.clear();
+        }
+        links.insert(
+            (repo.to_string(), d.clone()),
+            (size, std::time::Instant::now()),
+        );
+    }
+
+    /// Forgets links: of `repo` (all of them, or `d`'s), or `d` in every repository.
+    pub fn forget(&self, repo: Option<&str>, d: Option<&Digest>) {
+        let mut links = self.links.lock().expect("seen lock");
+        links.retain(|(r, dd), _| !(repo.is_none_or(|x| x == r) && d.is_none_or(|x| x == dd)));
+    }
+
+    /// Whether `d` was touched within [`SEEN_FOR`]; if not, records that it is now.
+    pub fn touch_due(&self, d: &Digest) -> bool {
+        let mut touched = self.touched.lock().expect("seen lock");
+        if touched.get(d).is_some_and(|at| at.elapsed() < SEEN_FOR) {
+            return false;
+        }
+        if touched.len() >= SEEN_MAX {
+            touched.clear();
+        }
+        touched.insert(d.clone(), std::time::Instant::now());
+        true
+    }
+}

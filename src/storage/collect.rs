@@ -243,6 +243,7 @@ impl Registry {
         aside: String,
         subject: Option<&Digest>,
     ) -> Result<bool> {
+        self.seen.forget(Some(repo.as_str()), Some(d));
         if !self.remove(aside).await? {
             return Ok(false);
         }
@@ -306,6 +307,7 @@ impl Registry {
     /// back by then (pushed again meanwhile, which links after storing), the
     /// link is written again. Returns whether it was removed for good.
     pub async fn unlink_unless_back(&self, link: String, d: &Digest) -> Result<bool> {
+        self.seen.forget(None, Some(d));
         if !self.remove_link_unless_rewritten(link.clone()).await? {
             return Ok(false);
         }

@@ -45,6 +45,7 @@ impl Registry {
         let again = optional(self.driver.last_referenced(paths::blob_data(d)).await)?;
         let removed = match again {
             Some(m) if m < cutoff && started.elapsed() < GIVE_UP => {
+                self.seen.forget(None, Some(d));
                 self.remove(paths::blob_dir(d)).await?
             }
             _ => false,
@@ -56,7 +57,7 @@ impl Registry {
     /// A reference to a stored blob, on a store without atomic moves: see
     /// the module's comment. False if the blob is gone.
     pub(super) async fn refresh_condemnable(&self, d: &Digest) -> Result<bool> {
-        if optional(self.driver.touch(paths::blob_data(d)).await)?.is_none() {
+        if optional(self.driver.note_reference(paths::blob_data(d)).await)?.is_none() {
             return Ok(false);
         }
         let until = Instant::now() + WAIT;

@@ -169,6 +169,7 @@ impl Registry {
     /// Deletes a manifest revision and every tag pointing at it. The blob
     /// bytes stay until garbage collection finds nothing referencing them.
     pub async fn delete_manifest(&self, repo: &RepoName, d: &Digest) -> Result<()> {
+        self.seen.forget(Some(repo.as_str()), Some(d));
         let stored = self
             .get_manifest(repo, &Reference::Digest(d.clone()))
             .await?;

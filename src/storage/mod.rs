@@ -43,6 +43,7 @@ pub struct Registry {
     /// Read-only mode: the health check writes nothing either.
     read_only: bool,
     manifests: cache::ContentCache,
+    seen: cache::Seen,
 }
 
 impl Registry {
@@ -53,6 +54,7 @@ impl Registry {
             upload_limit: None,
             read_only: false,
             manifests: cache::ContentCache::default(),
+            seen: cache::Seen::default(),
         }
     }
 

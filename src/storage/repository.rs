@@ -57,6 +57,7 @@ impl Registry {
     /// returns what it held. Blobs stay for garbage collection.
     pub async fn delete_repository(&self, repo: &RepoName) -> Result<Contents> {
         let contents = self.repository_contents(repo).await?;
+        self.seen.forget(Some(repo.as_str()), None);
         if !self.driver.atomic_directory_moves() {
             self.delete_repository_keys(repo).await?;
             return Ok(contents);

@@ -179,9 +179,13 @@ impl Registry {
                 scope.clone(),
             )
             .await?;
-        self.driver
-            .stage(paths::upload_data(repo, &id), Bytes::new(), scope)
-            .await?;
+        // A bucket has no directories to stage: the data object appears
+        // with the first bytes, and until then the start time stands for it.
+        if self.driver.atomic_directory_moves() {
+            self.driver
+                .stage(paths::upload_data(repo, &id), Bytes::new(), scope)
+                .await?;
+        }
         Ok(id)
     }
 
@@ -198,16 +202,28 @@ impl Registry {
         if !valid_id(id) {
             return Err(StorageError::UploadUnknown(id.to_string()));
         }
-        let data = optional(self.driver.stat(paths::upload_data(repo, id)).await)?;
-        let record = self.read_verified(repo, id).await?;
+        let (data, record) = tokio::join!(
+            self.driver.stat(paths::upload_data(repo, id)),
+            self.read_verified(repo, id)
+        );
+        let (data, record) = (optional(data)?, record?);
         Ok(match (data, record) {
             (Some(info), Some(v)) if v.size == info.size => Stage::Verified(v),
             (Some(info), _) => Stage::Open(info.size),
             (None, Some(v)) if self.stored_blob_size(&v.digest).await? == Some(v.size) => {
                 Stage::Completed(v)
             }
+            (None, None) if self.started_without_data(repo, id).await? => Stage::Open(0),
             (None, record) => Stage::Lost(record),
         })
+    }
+
+    /// An upload on a bucket before its first bytes: only its start time.
+    async fn started_without_data(&self, repo: &RepoName, id: &str) -> Result<bool> {
+        if self.driver.atomic_directory_moves() {
+            return Ok(false);
+        }
+        self.exists(paths::upload_started(repo, id)).await
     }
 
     async fn read_verified(&self, repo: &RepoName, id: &str) -> Result<Option<Verified>> {
@@ -280,7 +296,17 @@ impl Registry {
         let key = format!("{repo}/{id}");
         let session = self.uploads.get(&key);
         let mut progress = session.lock().await;
-        let (v, durable) = match self.upload_stage(repo, id).await? {
+        let stage = self.upload_stage(repo, id).await?;
+        let body = match (&stage, body) {
+            (Stage::Open(0), Some(b)) if !self.driver.atomic_directory_moves() => {
+                match whole_if_small(b).await? {
+                    Ok(bytes) => return self.finish_small(repo, id, &key, expected, bytes).await,
+                    Err(stream) => Some(stream),
+                }
+            }
+            (_, body) => body,
+        };
+        let (v, durable) = match stage {
             Stage::Verified(v) if &v.digest == expected => {
                 skip_body(body).await?;
                 (v, true)
@@ -315,6 +341,39 @@ impl Registry {
         self.cancel_upload_locked(repo, id, &key).await?;
         crashpoint::here("finish-upload:discarded");
         Ok(v.size)
+    }
+
+    /// Completes an empty upload on a bucket from a small final body (how
+    /// Docker pushes a small blob: POST, then PUT with the bytes): verified
+    /// in memory and written into place in one request, with no upload data
+    /// or record. A crash at any point leaves the upload empty, and the
+    /// retried PUT does it again, finding the blob stored if it got that far.
+    async fn finish_small(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        key: &str,
+        expected: &Digest,
+        bytes: Bytes,
+    ) -> Result<u64> {
+        self.check_limit(0, std::slice::from_ref(&bytes))?;
+        let mut h = expected.algorithm().hasher();
+        h.update(&bytes);
+        let actual = h.finish();
+        if &actual != expected {
+            return self.mismatch(repo, id, key, expected, &actual).await;
+        }
+        let size = bytes.len() as u64;
+        let stored =
+            self.stored_blob_size(expected).await?.is_some() && self.refresh_blob(expected).await?;
+        if !stored {
+            self.driver
+                .put_content(paths::blob_data(expected), bytes)
+                .await?;
+        }
+        self.link_layer(repo, expected).await?;
+        self.cancel_upload_locked(repo, id, key).await?;
+        Ok(size)
     }
 
     /// Appends the final bytes and hashes the data with `expected`'s
@@ -542,6 +601,12 @@ impl Registry {
     ) -> Result<Progress> {
         match p {
             Some(p) if p.size == size => Ok(p),
+            // Nothing to read (on a bucket, no data object yet either).
+            _ if size == 0 => Ok(Progress {
+                hasher: Running::Done(Algorithm::Sha256.hasher()),
+                size,
+                persisted: false,
+            }),
             _ => {
                 let path = paths::upload_data(repo, id);
                 if let Some((at, saved)) = self.driver.checkpoint(path).await?
@@ -714,6 +779,42 @@ async fn already_whole(p: Progress, expected: &Digest) -> Result<(Progress, bool
         persisted: p.persisted,
     };
     Ok((p, whole))
+}
+
+/// The whole body if it is smaller than one batch ([`CHUNK`]); otherwise
+/// the body again, the part already read in front.
+async fn whole_if_small(mut body: ByteStream) -> Result<std::result::Result<Bytes, ByteStream>> {
+    let batch = next_batch(&mut body).await?;
+    let len: usize = batch.iter().map(Bytes::len).sum();
+    if len >= CHUNK {
+        return Ok(Err(Box::pin(Prepended {
+            head: batch.into(),
+            rest: body,
+        })));
+    }
+    let mut whole = bytes::BytesMut::with_capacity(len);
+    batch.iter().for_each(|b| whole.extend_from_slice(b));
+    Ok(Ok(whole.freeze()))
+}
+
+/// Chunks already read, then the rest of the body.
+struct Prepended {
+    head: std::collections::VecDeque<Bytes>,
+    rest: ByteStream,
+}
+
+impl futures_core::Stream for Prepended {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        match self.head.pop_front() {
+            Some(b) => std::task::Poll::Ready(Some(Ok(b))),
+            None => self.rest.as_mut().poll_next(cx),
+        }
+    }
 }
 
 /// Reads a request body to its end, dropping it, so the connection can

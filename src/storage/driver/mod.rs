@@ -135,6 +135,13 @@ pub trait StorageDriver: Send + Sync + 'static {
     /// whether it removed one: false for an absent one too, and stores
     /// without directories always answer false.
     fn remove_empty_dir(&self, path: String) -> DriverFuture<'_, bool>;
+    /// [`Self::touch`] for a caller that checks the object exists afterwards
+    /// anyway: a store that keeps touches apart from objects records the
+    /// touch alone, one round trip instead of two. Absent, it may leave a
+    /// touch behind (harmless: see `s3`), or say `NotFound`.
+    fn note_reference(&self, path: String) -> DriverFuture<'_, ()> {
+        self.touch(path)
+    }
     /// When an object was last written or touched: [`FileInfo::modified`],
     /// unless the driver keeps touches apart from the object (a bucket,
     /// where changing an object's time means copying it). A store that

@@ -350,7 +350,11 @@ impl Writer {
             let upload_id = match &self.state.upload_id {
                 Some(id) => id.clone(),
                 None => {
-                    let id = self.driver.create_upload(&parts_of(&self.path)).await?;
+                    // The parts key exists before the upload does, so a
+                    // removal that lists the keys knows to abort it.
+                    let parts = parts_of(&self.path);
+                    self.driver.put_plain(&parts, Bytes::new()).await?;
+                    let id = self.driver.create_upload(&parts).await?;
                     self.state.upload_id = Some(id.clone());
                     id
                 }

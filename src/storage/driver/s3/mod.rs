@@ -140,7 +140,16 @@ impl S3Driver {
 
     /// Every key under `dir/`, as driver paths, in key order.
     async fn keys_under(&self, dir: &str) -> Result<Vec<String>, DriverError> {
-        let prefix = format!("{}/", self.key(dir));
+        self.list_keys(format!("{}/", self.key(dir)), dir).await
+    }
+
+    /// Every key that starts with `path` (itself, `path/…`, but also
+    /// `path2`: the caller filters), as driver paths.
+    async fn keys_starting(&self, path: &str) -> Result<Vec<String>, DriverError> {
+        self.list_keys(self.key(path), path).await
+    }
+
+    async fn list_keys(&self, prefix: String, dir: &str) -> Result<Vec<String>, DriverError> {
         let mut out = vec![];
         let mut token = None;
         loop {
@@ -266,33 +275,26 @@ impl S3Driver {
         Ok(names)
     }
 
-    /// Removes an object or every object under a directory, with their
-    /// touch marks and any multipart upload left unfinished there.
+    /// Removes an object, everything under it as a directory, and the parts
+    /// of an upload at it: one listing of the keys that start with `path`
+    /// (the object, `path/…`, `path.parts`), an abort only where a parts
+    /// key shows an upload was started, one batch delete. Touch marks stay
+    /// (a few bytes each): a stale one only makes an object pushed again
+    /// look referenced a little sooner, which keeps it, never loses it.
     async fn remove(&self, path: &str) -> Result<(), DriverError> {
-        let marks = copy::mark(path);
-        let (object, under, aborted, marked, marked_under) = tokio::join!(
-            self.head(path),
-            self.keys_under(path),
-            self.abort_uploads(path),
-            self.head(&marks),
-            self.keys_under(&marks),
-        );
-        let object = match object {
-            Ok(_) => true,
-            Err(DriverError::NotFound(_)) => false,
-            Err(e) => return Err(e),
-        };
-        let mut keys = under?;
-        aborted?;
-        if !object && keys.is_empty() {
+        let parts = appendable::parts_of(path);
+        let dir = format!("{path}/");
+        let keys: Vec<String> = self
+            .keys_starting(path)
+            .await?
+            .into_iter()
+            .filter(|k| k == path || k == &parts || k.starts_with(&dir))
+            .collect();
+        if keys.is_empty() {
             return Err(DriverError::NotFound(path.to_string()));
         }
-        if object {
-            keys.push(path.to_string());
-        }
-        keys.extend(marked_under?);
-        if marked.is_ok() {
-            keys.push(marks);
+        if keys.iter().any(|k| k.ends_with(appendable::PARTS_SUFFIX)) {
+            self.abort_uploads(path).await?;
         }
         self.delete_keys(&keys).await
     }
@@ -411,6 +413,10 @@ impl StorageDriver for S3Driver {
 
     fn touch(&self, path: String) -> DriverFuture<'_, ()> {
         Box::pin(async move { self.refresh(&path).await })
+    }
+
+    fn note_reference(&self, path: String) -> DriverFuture<'_, ()> {
+        Box::pin(async move { self.put_plain(&copy::mark(&path), Bytes::new()).await })
     }
 
     fn last_referenced(&self, path: String) -> DriverFuture<'_, SystemTime> {
