@@ -1,7 +1,9 @@
 //! The repository catalog: a walk of `repositories/`, where a directory that
 //! holds `_layers` or `_manifests` is a repository, in distribution's order.
 //!
-//! A page costs one listing per directory it passes, fetched in batches (one
+//! On a bucket a page is one listing of every repository name (with the
+//! delimiter `/_`), not a walk. On disk a page costs one listing per
+//! directory it passes, fetched in batches (one
 //! driver call, one blocking-pool hop, for up to [`BATCH`] sibling
 //! directories), and subtrees sorting entirely before `last` are skipped
 //! unlisted. Profiling the old walk (one hop per directory, every sibling
@@ -71,6 +73,25 @@ impl Registry {
     ) -> Result<Vec<String>> {
         let mut out = vec![];
         if n == 0 {
+            return Ok(out);
+        }
+        let listed = self.driver.list_prefixes(paths::repositories(), "/_");
+        if let Some(mut names) = listed.await? {
+            // A bucket names every repository in one listing (a name
+            // component never starts with `_`, so `/_` ends a repository's
+            // name): sorted here into distribution's order. A repository
+            // whose first push is still uploading is listed too.
+            names.retain(|name| crate::names::RepoName::parse(name).is_some());
+            names.sort_by(|a, b| path_order(a, b));
+            names.dedup();
+            let after =
+                |name: &String| last.is_none_or(|l| path_order(name, l) == Ordering::Greater);
+            out.extend(
+                names
+                    .into_iter()
+                    .filter(|name| after(name) && keep(name))
+                    .take(n),
+            );
             return Ok(out);
         }
         let root = self.list(paths::repositories()).await?;

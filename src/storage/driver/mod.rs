@@ -108,6 +108,18 @@ pub trait StorageDriver: Send + Sync + 'static {
             Ok(out)
         })
     }
+    /// The distinct names under `dir` up to the first `delimiter` in the
+    /// rest of their keys, in one listing of the store, or `None` where the
+    /// store cannot (a filesystem). With `/_`, the repositories under
+    /// `repositories/`, nested ones included, without a walk.
+    fn list_prefixes(
+        &self,
+        dir: String,
+        delimiter: &'static str,
+    ) -> DriverFuture<'_, Option<Vec<String>>> {
+        let _ = (dir, delimiter);
+        Box::pin(std::future::ready(Ok(None)))
+    }
     /// Moves an object into place atomically and durably, replacing any existing one.
     /// A whole directory moves the same way, in one step, onto a name that
     /// holds nothing (a tag assembled aside, a blob's directory set aside by

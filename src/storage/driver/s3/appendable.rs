@@ -316,6 +316,13 @@ impl S3Driver {
     }
 }
 
+/// Parts uploading at once per upload: one stream to Garage ran at about
+/// half of what four did (bench/README.md). Memory per upload stays below
+/// this many parts plus one.
+const PARTS_IN_FLIGHT: usize = 4;
+/// S3's smallest part but the last.
+const MIN_PART: usize = 5 << 20;
+
 pub struct Writer {
     driver: S3Driver,
     path: String,
@@ -324,8 +331,12 @@ pub struct Writer {
     base: Commit,
     /// Bytes not yet in a part: the old tail, then what was written.
     pending: BytesMut,
-    /// Parts uploaded by this writer, in order after `base`'s.
+    /// Parts uploaded by this writer, after `base`'s (in any order until commit).
     parts: Vec<Part>,
+    uploading: tokio::task::JoinSet<Result<Part, DriverError>>,
+    /// Bytes handed to part uploads by this writer, finished or not.
+    sent: u64,
+    next_part: i32,
     checkpoint: Option<Bytes>,
 }
 
@@ -333,6 +344,7 @@ impl Writer {
     pub(super) fn new(driver: S3Driver, path: String, state: State) -> Writer {
         let base = state.current.clone();
         let pending = BytesMut::from(&base.tail[..]);
+        let next_part = base.parts.len() as i32 + 1;
         Writer {
             driver,
             path,
@@ -340,33 +352,69 @@ impl Writer {
             base,
             pending,
             parts: vec![],
+            uploading: tokio::task::JoinSet::new(),
+            sent: 0,
+            next_part,
             checkpoint: None,
         }
+    }
+
+    async fn upload_id(&mut self) -> Result<String, DriverError> {
+        if let Some(id) = &self.state.upload_id {
+            return Ok(id.clone());
+        }
+        // The parts key exists before the upload does, so a removal that
+        // lists the keys knows to abort it.
+        let parts = parts_of(&self.path);
+        self.driver.put_plain(&parts, Bytes::new()).await?;
+        let id = self.driver.create_upload(&parts).await?;
+        self.state.upload_id = Some(id.clone());
+        Ok(id)
+    }
+
+    /// Starts uploading the first `len` pending bytes as the next part,
+    /// waiting first while [`PARTS_IN_FLIGHT`] are under way.
+    async fn send_part(&mut self, len: usize) -> Result<(), DriverError> {
+        let upload_id = self.upload_id().await?;
+        while self.uploading.len() >= PARTS_IN_FLIGHT {
+            self.collect_one().await?;
+        }
+        let body = self.pending.split_to(len).freeze();
+        let (driver, key, number) = (self.driver.clone(), parts_of(&self.path), self.next_part);
+        self.next_part += 1;
+        self.sent += len as u64;
+        self.uploading
+            .spawn(async move { driver.upload_part(&key, &upload_id, number, body).await });
+        Ok(())
+    }
+
+    async fn collect_one(&mut self) -> Result<(), DriverError> {
+        if let Some(done) = self.uploading.join_next().await {
+            let part = done.map_err(|e| other(&self.path, e.to_string()))??;
+            self.parts.push(part);
+        }
+        Ok(())
     }
 
     async fn flush_full_chunks(&mut self) -> Result<(), DriverError> {
         let chunk = self.driver.chunk_size as usize;
         while self.pending.len() >= chunk {
-            let upload_id = match &self.state.upload_id {
-                Some(id) => id.clone(),
-                None => {
-                    // The parts key exists before the upload does, so a
-                    // removal that lists the keys knows to abort it.
-                    let parts = parts_of(&self.path);
-                    self.driver.put_plain(&parts, Bytes::new()).await?;
-                    let id = self.driver.create_upload(&parts).await?;
-                    self.state.upload_id = Some(id.clone());
-                    id
-                }
-            };
-            let body = self.pending.split_to(chunk).freeze();
-            let number = (self.base.parts.len() + self.parts.len()) as i32 + 1;
-            let part = self
-                .driver
-                .upload_part(&parts_of(&self.path), &upload_id, number, body)
-                .await?;
-            self.parts.push(part);
+            self.send_part(chunk).await?;
         }
+        Ok(())
+    }
+
+    /// Before a commit: what is left becomes a part too if S3 takes it as
+    /// one (the state object then carries no large tail to rewrite), and
+    /// every part must have arrived.
+    async fn finish_parts(&mut self) -> Result<(), DriverError> {
+        if self.pending.len() >= MIN_PART {
+            self.send_part(self.pending.len()).await?;
+        }
+        while !self.uploading.is_empty() {
+            self.collect_one().await?;
+        }
+        self.parts.sort_by_key(|p| p.number);
         Ok(())
     }
 }
@@ -383,14 +431,8 @@ impl FileWriter for Writer {
     }
 
     fn size(&self) -> u64 {
-        let parts: u64 = self
-            .base
-            .parts
-            .iter()
-            .chain(&self.parts)
-            .map(|p| p.size)
-            .sum();
-        parts + self.pending.len() as u64
+        let base: u64 = self.base.parts.iter().map(|p| p.size).sum();
+        base + self.sent + self.pending.len() as u64
     }
 
     fn wants_checkpoint(&self) -> bool {
@@ -403,6 +445,8 @@ impl FileWriter for Writer {
 
     fn commit(self: Box<Self>) -> DriverFuture<'static, ()> {
         Box::pin(async move {
+            let mut w = *self;
+            w.finish_parts().await?;
             let Writer {
                 driver,
                 path,
@@ -411,7 +455,8 @@ impl FileWriter for Writer {
                 pending,
                 parts,
                 checkpoint,
-            } = *self;
+                ..
+            } = w;
             let mut current = base.clone();
             current.parts.extend(parts);
             current.tail = pending.freeze();

@@ -399,6 +399,39 @@ impl StorageDriver for S3Driver {
         })
     }
 
+    fn list_prefixes(
+        &self,
+        dir: String,
+        delimiter: &'static str,
+    ) -> DriverFuture<'_, Option<Vec<String>>> {
+        Box::pin(async move {
+            let prefix = format!("{}/", self.key(&dir));
+            let mut names = vec![];
+            let mut token = None;
+            loop {
+                let page = self
+                    .client
+                    .list_objects_v2()
+                    .bucket(&*self.bucket)
+                    .prefix(&prefix)
+                    .delimiter(delimiter)
+                    .set_continuation_token(token)
+                    .send()
+                    .await
+                    .map_err(|e| error("ListObjectsV2", &dir, e))?;
+                for p in page.common_prefixes().iter().filter_map(|p| p.prefix()) {
+                    if let Some(name) = p[prefix.len()..].strip_suffix(delimiter) {
+                        names.push(name.to_string());
+                    }
+                }
+                token = page.next_continuation_token().map(str::to_string);
+                if token.is_none() {
+                    return Ok(Some(names));
+                }
+            }
+        })
+    }
+
     fn move_to(&self, from: String, to: String) -> DriverFuture<'_, ()> {
         Box::pin(async move { self.move_any(&from, &to).await })
     }
