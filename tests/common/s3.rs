@@ -102,12 +102,6 @@ pub fn on_s3() -> bool {
 /// never redirects.
 pub const REDIRECTS: (&str, &str) = ("REGISTRY_STORAGE_REDIRECT_DISABLE", "false");
 
-/// Removed from the environment of distribution's `registry` (Go's AWS SDK)
-/// run on the cluster: set, it makes the SDK load a CA bundle into an HTTP
-/// transport it cannot add one to, and the driver panics at start. The
-/// cluster speaks plain HTTP on loopback.
-pub const GO_AWS_CA_BUNDLE: &str = "AWS_CA_BUNDLE";
-
 impl Cluster {
     pub fn var(&self, k: &str) -> &str {
         self.vars
