@@ -49,6 +49,36 @@ fn monolithic_push_get_head_range() {
     assert_eq!(r.status, 416);
 }
 
+/// An object store serves blob GETs itself: the registry answers with a
+/// temporary redirect to a presigned URL of the store (HEADs it answers
+/// itself). The filesystem never redirects.
+#[test]
+fn blob_gets_redirect_to_the_store_that_serves_them() {
+    let s = Server::start_with_env("", &[s3::REDIRECTS]);
+    let data = b"served by the store".to_vec();
+    let d = push_blob(&s, "team/app", &data);
+    let path = format!("/v2/team/app/blobs/{d}");
+    let r = s.req("GET", &path).send();
+    if s3::on_s3() {
+        assert_eq!(r.status, 307, "{}", r.text());
+        assert_eq!(r.header("Docker-Content-Digest"), Some(d.as_str()));
+        let to = r.header("Location").unwrap();
+        assert!(to.contains("X-Amz-Signature="), "not presigned: {to}");
+    } else {
+        assert_eq!(r.status, 200);
+    }
+    let r = s.get_following(&path);
+    assert_eq!((r.status, &r.body), (200, &data));
+    let r = s.req("HEAD", &path).send();
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("Content-Length"),
+        Some(data.len().to_string().as_str())
+    );
+    let absent = format!("/v2/team/app/blobs/{}", sha256(b"absent"));
+    assert_eq!(s.req("GET", &absent).send().status, 404);
+}
+
 #[test]
 fn blob_errors() {
     let s = Server::start();
@@ -79,18 +109,27 @@ fn monolithic_digest_mismatch_stores_nothing() {
         .req("HEAD", &format!("/v2/a/blobs/{}", sha256(b"data")))
         .send();
     assert_eq!(r.status, 404);
-    let blobs = s.root.join("docker/registry/v2/blobs");
-    assert!(
-        !blobs.exists() || walk(&blobs).is_empty(),
-        "{:?}",
-        walk(&blobs)
-    );
+    assert_eq!(stored_blobs(&s), 0);
+    if common::s3::on_s3() {
+        eprintln!("skipped on S3: reads the upload directories on disk");
+        return;
+    }
     let uploads = s.root.join("docker/registry/v2/repositories/a/_uploads");
     assert!(
         walk(&uploads).is_empty(),
         "upload left behind: {:?}",
         walk(&uploads)
     );
+}
+
+/// How many blobs the store holds, as `fsck` counts them.
+fn stored_blobs(s: &Server) -> usize {
+    let o = common::store::storage_cmd(s, &["fsck"]);
+    let out = common::store::stdout(&o);
+    let n = out
+        .lines()
+        .find_map(|l| l.strip_prefix("checked ")?.split(' ').next()?.parse().ok());
+    n.unwrap_or_else(|| panic!("no count in fsck's output: {out}{o:?}"))
 }
 
 fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -309,8 +348,7 @@ fn cross_repository_mount() {
     assert_eq!(r.status, 202);
     assert!(r.header("Docker-Upload-UUID").is_some());
     // Blobs are stored once.
-    let n = walk(&s.root.join("docker/registry/v2/blobs")).len();
-    assert_eq!(n, 1);
+    assert_eq!(stored_blobs(&s), 1);
 }
 
 #[test]
@@ -380,8 +418,11 @@ fn large_blob_streams_without_growing_memory() {
         .collect();
     let d = push_blob(&s, "big", &data);
     let rss = rss_kib(s.pid());
+    // The S3 driver holds up to two chunks of an upload (10 MiB each by
+    // default) before they go out as a part (s3/appendable.rs).
+    let budget = if common::s3::on_s3() { 68 } else { 48 };
     assert!(
-        rss < 48 * 1024,
+        rss < budget * 1024,
         "resident memory {rss} KiB after a 64 MiB push"
     );
     let r = s.req("GET", &format!("/v2/big/blobs/{d}")).send();

@@ -45,7 +45,7 @@ fn conform(url: &str, login: Option<(&str, &str)>, env: &[(&str, &std::path::Pat
 
 #[test]
 fn the_oci_conformance_suite_passes_over_plain_http() {
-    let s = Server::start();
+    let s = Server::start_with_env("", &[s3::REDIRECTS]);
     conform(&format!("http://{}", s.addr), None, &[]);
 }
 
@@ -56,11 +56,14 @@ fn the_oci_conformance_suite_passes_over_tls_with_basic_auth() {
     let cert = pki.server("localhost", KeyType::EcdsaP256, &["localhost", "127.0.0.1"]);
     let htpasswd = dir.0.join("htpasswd");
     write_htpasswd(&htpasswd, &[("conformance", "s3cret")]);
-    let s = Server::start_with(&format!(
-        "{}auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
-        http_tls_yaml(&cert, &[]),
-        htpasswd.display()
-    ));
+    let s = Server::start_with_env(
+        &format!(
+            "{}auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+            http_tls_yaml(&cert, &[]),
+            htpasswd.display()
+        ),
+        &[s3::REDIRECTS],
+    );
     let url = format!("https://localhost:{}", s.addr.port());
     conform(
         &url,

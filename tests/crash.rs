@@ -108,6 +108,10 @@ fn get_blob(s: &Server, repo: &str, digest: &str) -> Resp {
 
 #[test]
 fn sigkill_mid_monolithic_upload_leaves_no_blob_and_push_then_succeeds() {
+    if common::s3::on_s3() {
+        eprintln!("skipped on S3: times the kill by the upload's data file on disk");
+        return;
+    }
     let dir = TempDir::new("crash-mono");
     let root = dir.0.join("data");
     let repo = "team/app";
@@ -191,6 +195,10 @@ fn sigkill_mid_monolithic_upload_leaves_no_blob_and_push_then_succeeds() {
 
 #[test]
 fn sigkill_mid_chunked_upload_resumes_from_durable_range() {
+    if common::s3::on_s3() {
+        eprintln!("skipped on S3: times the kill by the upload's data file on disk");
+        return;
+    }
     let dir = TempDir::new("crash-chunk");
     let root = dir.0.join("data");
     let repo = "team/resume";
@@ -603,15 +611,19 @@ fn sigkill_during_tag_delete_is_all_or_nothing() {
             listed.iter().all(|t| !t.starts_with('.')),
             "iteration {i}: a hidden entry is listed as a tag: {listed:?}"
         );
-        // Our hidden mid-delete directories, which distribution 2.8 would list as tags.
+        // Our hidden mid-delete directories, which distribution 2.8 would
+        // list as tags (on disk; at the end distribution itself lists the
+        // tags, on any store).
         let tags_dir = root
             .join("docker/registry/v2/repositories")
             .join(repo)
             .join("_manifests/tags");
-        for e in std::fs::read_dir(&tags_dir).unwrap().flatten() {
-            let n = e.file_name().to_string_lossy().into_owned();
-            if n.starts_with('.') && !residues.contains(&n) {
-                residues.push(n);
+        if !common::s3::on_s3() {
+            for e in std::fs::read_dir(&tags_dir).unwrap().flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with('.') && !residues.contains(&n) {
+                    residues.push(n);
+                }
             }
         }
         let r = get_manifest(&s, repo, "keep");
@@ -647,6 +659,21 @@ fn sigkill_during_tag_delete_is_all_or_nothing() {
         residues.is_empty(),
         "a crash mid-delete left hidden tag directories in _manifests/tags/ that are never cleaned up and that distribution 2.8 lists as tags (seed {seed}): {residues:?}"
     );
+    drop(s);
+    if lacks_tools(
+        "sigkill_during_tag_delete_is_all_or_nothing",
+        &["docker-registry"],
+    ) {
+        return;
+    }
+    let dist = common::distribution::Distribution::start(&root);
+    let r = req_to(dist.addr, "GET", &format!("/v2/{repo}/tags/list")).send();
+    assert_eq!(
+        r.json()["tags"],
+        serde_json::json!(["keep"]),
+        "distribution 2.8 lists what the killed deletes left as tags (seed {seed})"
+    );
+    dist.stop();
 }
 
 fn tags_list(s: &Server, repo: &str) -> Vec<String> {
@@ -848,7 +875,28 @@ fn assert_retry_completes(s: &Server, up: &Acknowledged, when: &str) {
 /// left (and only that), `--repair` mends it, a second run is clean, and a
 /// server on the mended copy serves the blob or completes the upload.
 fn assert_fsck_mends(copy: &Path, point: &str, up: &Acknowledged) {
+    let problems = assert_fsck_reports(copy, point, up);
+    let (code, out) = fsck_at(copy, true);
+    assert_eq!(
+        code,
+        i32::from(problems > 0),
+        "{point}: fsck --repair:\n{out}"
+    );
+    assert_eq!(
+        out.matches("(repaired: ").count(),
+        problems,
+        "{point}: not all repaired:\n{out}"
+    );
     let (code, out) = fsck_at(copy, false);
+    assert_eq!(code, 0, "{point}: fsck after --repair:\n{out}");
+    let s = Server::start_on(copy, "", &[]);
+    assert_retry_completes(&s, up, &format!("{point}, after fsck --repair"));
+}
+
+/// `fsck` on the store `root` a crash at `point` left reports what the
+/// crash left, and only that. Returns how many problems it reported.
+fn assert_fsck_reports(root: &Path, point: &str, up: &Acknowledged) -> usize {
+    let (code, out) = fsck_at(root, false);
     let problems: Vec<&str> = out.lines().filter(|l| l.starts_with("problem:")).collect();
     match expected_leftover(point) {
         None => assert_eq!(code, 0, "{point}: fsck found problems:\n{out}"),
@@ -862,21 +910,7 @@ fn assert_fsck_mends(copy: &Path, point: &str, up: &Acknowledged) {
             );
         }
     }
-    let (code, out) = fsck_at(copy, true);
-    assert_eq!(
-        code,
-        i32::from(!problems.is_empty()),
-        "{point}: fsck --repair:\n{out}"
-    );
-    assert_eq!(
-        out.matches("(repaired: ").count(),
-        problems.len(),
-        "{point}: not all repaired:\n{out}"
-    );
-    let (code, out) = fsck_at(copy, false);
-    assert_eq!(code, 0, "{point}: fsck after --repair:\n{out}");
-    let s = Server::start_on(copy, "", &[]);
-    assert_retry_completes(&s, up, &format!("{point}, after fsck --repair"));
+    problems.len()
 }
 
 /// Runs `check`, turning a panic into its message.
@@ -924,6 +958,9 @@ fn crash_at(point: &str, blob_stored: bool, final_chunk: bool, seed: u64) -> Vec
         assert_killed(status);
         s.expect_log(&format!("crash point {point}:"));
         assert_store_sound(&root, point, false);
+        if common::s3::on_s3() {
+            return;
+        }
         let copy = dir.0.join("fsck-copy");
         run_ok(
             std::process::Command::new("cp")
@@ -936,11 +973,24 @@ fn crash_at(point: &str, blob_stored: bool, final_chunk: bool, seed: u64) -> Vec
         return vec![format!("{point_and_put}: {e}")];
     }
     let up = up.expect("uploaded");
+    // A bucket prefix cannot be copied aside here: on S3, fsck reads the
+    // crashed store itself, before the retry, and does not repair.
+    let reported = if common::s3::on_s3() {
+        attempt(|| {
+            assert_fsck_reports(&root, point, &up);
+        })
+    } else {
+        Ok(())
+    };
     let retried = attempt(|| {
         let s = Server::start_on(&root, "", &[]);
         assert_retry_completes(&s, &up, &format!("{point}, retried"));
     });
-    let checked = attempt(|| assert_fsck_mends(&dir.0.join("fsck-copy"), point, &up));
+    let checked = if common::s3::on_s3() {
+        reported
+    } else {
+        attempt(|| assert_fsck_mends(&dir.0.join("fsck-copy"), point, &up))
+    };
     [retried, checked]
         .into_iter()
         .filter_map(|r| r.err().map(|e| format!("{point_and_put}: {e}")))
@@ -1008,6 +1058,12 @@ fn a_put_killed_mid_final_chunk_is_retried_whole() {
             s.expect_log("bytes of an interrupted final chunk");
             return;
         }
+    }
+    if common::s3::on_s3() {
+        // Only what a commit recorded counts there (s3/appendable.rs): a
+        // killed append leaves nothing behind, and each retry completed.
+        eprintln!("on S3: no kill left unacknowledged bytes behind, as expected");
+        return;
     }
     panic!("no kill left unacknowledged bytes behind, so nothing was tested");
 }

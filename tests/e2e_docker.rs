@@ -45,15 +45,10 @@ fn check_registry_image(
         m["config"]["digest"], image["Id"],
         "manifest config is not the image id"
     );
-    let config = s
-        .req(
-            "GET",
-            &format!(
-                "/v2/{repo}/blobs/{}",
-                m["config"]["digest"].as_str().unwrap()
-            ),
-        )
-        .send();
+    let config = s.get_following(&format!(
+        "/v2/{repo}/blobs/{}",
+        m["config"]["digest"].as_str().unwrap()
+    ));
     assert_eq!(config.status, 200);
     assert_eq!(sha256(&config.body), image["Id"].as_str().unwrap());
     let diff_ids = strings(&image["RootFS"]["Layers"]);
@@ -62,7 +57,7 @@ fn check_registry_image(
     assert_eq!(layers.len(), diff_ids.len());
     for (l, diff_id) in layers.iter().zip(&diff_ids) {
         let d = l["digest"].as_str().unwrap();
-        let r = s.req("GET", &format!("/v2/{repo}/blobs/{d}")).send();
+        let r = s.get_following(&format!("/v2/{repo}/blobs/{d}"));
         assert_eq!(r.status, 200, "layer {d}: {}", r.text());
         assert_eq!(r.body.len() as u64, l["size"].as_u64().unwrap());
         assert_eq!(sha256(&r.body), d);
@@ -90,7 +85,7 @@ fn tags_of(s: &Server, repo: &str) -> Vec<String> {
 #[test]
 fn import_push_rmi_pull_roundtrip() {
     let _one = ONE_DOCKERD.lock().unwrap_or_else(|e| e.into_inner());
-    let s = Server::start();
+    let s = Server::start_with_env("", &[s3::REDIRECTS]);
     let dk = Dockerd::start();
     let work = TempDir::new("dkw");
     let (tar, big) = rootfs_tar(&work.0, 1);
@@ -169,7 +164,7 @@ fn import_push_rmi_pull_roundtrip() {
 #[test]
 fn multi_layer_image_second_repo_mounts_and_extra_tags() {
     let _one = ONE_DOCKERD.lock().unwrap_or_else(|e| e.into_inner());
-    let s = Server::start();
+    let s = Server::start_with_env("", &[s3::REDIRECTS]);
     let dk = Dockerd::start();
     let work = TempDir::new("dkw");
     let (tar, _) = rootfs_tar(&work.0, 2);

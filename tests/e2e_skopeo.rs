@@ -29,7 +29,7 @@ fn tags_of(s: &Server, repo: &str) -> Vec<String> {
 
 #[test]
 fn copy_inspect_list_tags_copy_back_and_delete() {
-    let s = Server::start();
+    let s = Server::start_with_env("", &[s3::REDIRECTS]);
     let work = TempDir::new("skopeo");
     let tmp = work.0.join("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
@@ -69,7 +69,7 @@ fn copy_inspect_list_tags_copy_back_and_delete() {
         assert_eq!(r.header("Docker-Content-Digest"), Some(img.digest.as_str()));
         assert_eq!(r.header("Content-Type"), Some(OCI_MANIFEST));
         for d in [&img.config, &img.layer] {
-            let r = s.req("GET", &format!("/v2/team/app/blobs/{d}")).send();
+            let r = s.get_following(&format!("/v2/team/app/blobs/{d}"));
             assert_eq!(r.status, 200);
             assert!(r.body == layout.blobs[d.as_str()], "blob {d} differs");
         }
@@ -257,7 +257,7 @@ fn copy_inspect_list_tags_copy_back_and_delete() {
 
 #[test]
 fn copy_all_multi_arch_index_and_back() {
-    let s = Server::start();
+    let s = Server::start_with_env("", &[s3::REDIRECTS]);
     let work = TempDir::new("skopeo-multi");
     let tmp = work.0.join("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
@@ -301,7 +301,7 @@ fn copy_all_multi_arch_index_and_back() {
         assert_eq!(r.status, 200, "child {} missing: {}", img.digest, r.text());
         assert!(r.body == img.manifest);
         for d in [&img.config, &img.layer] {
-            let r = s.req("GET", &format!("/v2/team/multi/blobs/{d}")).send();
+            let r = s.get_following(&format!("/v2/team/multi/blobs/{d}"));
             assert_eq!(r.status, 200);
             assert!(r.body == layout.blobs[d.as_str()], "blob {d} differs");
         }

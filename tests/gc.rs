@@ -75,6 +75,13 @@ fn image(s: &Server, repo: &str, seed: &str, subject: Option<&str>) -> (String, 
     (m, c, l)
 }
 
+/// Whether `repo` serves blob `d`, whole: a kept blob, checked through the
+/// API (on any store; `stored` looks at the data directory on disk).
+fn readable(s: &Server, repo: &str, d: &str) -> bool {
+    let r = s.req("GET", &format!("/v2/{repo}/blobs/{d}")).send();
+    r.status == 200 && sha256(&r.body) == d
+}
+
 fn manifest_status(s: &Server, repo: &str, reference: &str) -> u16 {
     get_manifest(s, repo, reference).status
 }
@@ -108,7 +115,7 @@ fn single_arch_dry_run_then_collect() {
             out.contains(&format!("would delete blob {d}")),
             "{d} not listed:\n{out}"
         );
-        assert!(stored(&s, d));
+        assert!(readable(&s, "team/app", d) || d == &gone, "{d}");
     }
     assert!(
         out.contains("3 blobs marked, 4 blobs eligible for deletion"),
@@ -189,7 +196,7 @@ fn delete_untagged_keeps_multi_arch_children() {
         assert_eq!(manifest_status(&s, repo, d), 200, "{d}");
     }
     for d in [&amd_c, &amd_l, &arm_c, &arm_l] {
-        assert!(stored(&s, d), "{d}");
+        assert!(readable(&s, repo, d), "{d}");
     }
     assert_eq!(manifest_status(&s, repo, &lone_d), 404);
     for d in [&lone_d, &lone_c, &lone_l] {
@@ -244,7 +251,7 @@ fn untagged_graphs_stay_without_the_flag_and_go_with_it() {
         );
     }
     for d in blobs {
-        assert!(stored(&s, d), "{d}");
+        assert!(readable(&s, repo, d), "{d}");
     }
 
     let out = gc(&s, &["--delete-untagged", "--grace", "0s"]);
@@ -299,7 +306,7 @@ fn referrers_stay_with_their_subject() {
     );
     assert_eq!(manifest_status(&s, repo, &sig_d), 200);
     for d in [&sig_c, &sig_l] {
-        assert!(stored(&s, d), "{d}");
+        assert!(readable(&s, repo, d), "{d}");
     }
     assert!(!stored(&s, &old_sig_c));
     let r = s.req("GET", &format!("/v2/{repo}/referrers/{app}")).send();
@@ -316,11 +323,15 @@ fn referrers_stay_with_their_subject() {
     let keep_d = put_manifest(&s, repo, &sha256(keep.as_bytes()), OCI_MANIFEST, &keep);
     gc(&s, &["--grace", "0s"]);
     assert_eq!(manifest_status(&s, repo, &keep_d), 200);
-    assert!(stored(&s, &keep_c));
+    assert!(readable(&s, repo, &keep_c));
 }
 
 #[test]
 fn grace_period_keeps_what_is_new_or_just_referenced() {
+    if common::s3::on_s3() {
+        eprintln!("skipped on S3: backdates blob files on disk");
+        return;
+    }
     let s = Server::start();
     // Pushed just now (as if during a collection): kept by the default 1 h grace.
     let fresh = push_blob(&s, "a", b"pushed during a collection");
@@ -444,6 +455,10 @@ fn marks_what_distribution_marks() {
 
 #[test]
 fn blobs_a_killed_collection_set_aside_are_put_back_and_judged_again() {
+    if common::s3::on_s3() {
+        eprintln!("skipped on S3: sets blobs aside by renaming their directories on disk");
+        return;
+    }
     let s = Server::start();
     let m = push_image(&s, "team/app", "1", "one");
     let layer = get_manifest(&s, "team/app", "1").json()["layers"][0]["digest"]
@@ -592,6 +607,10 @@ fn pushes_and_deletes_while_collections_run() {
 
 #[test]
 fn manifests_a_killed_collection_set_aside_are_put_back_and_judged_again() {
+    if common::s3::on_s3() {
+        eprintln!("skipped on S3: sets revisions aside by renaming their directories on disk");
+        return;
+    }
     let s = Server::start();
     let repo = "multi";
     let (amd, amd_c, amd_l) = image(&s, repo, "amd64", None);
@@ -749,6 +768,10 @@ fn utc(t: SystemTime) -> String {
 
 #[test]
 fn says_how_many_blobs_the_grace_period_holds_back_and_until_when() {
+    if common::s3::on_s3() {
+        eprintln!("skipped on S3: backdates blob files on disk");
+        return;
+    }
     let s = Server::start();
     let old = push_blob(&s, "a", b"old and unreferenced");
     age(&s, &old);

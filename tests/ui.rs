@@ -688,6 +688,10 @@ fn set_pushed(dir: &TempDir, tag: &str, at: std::time::SystemTime) {
 
 #[test]
 fn each_tag_shows_when_it_was_pushed_beside_when_it_was_built() {
+    if common::s3::on_s3() {
+        eprintln!("skipped on S3: backdates a tag's link file on disk");
+        return;
+    }
     let (mut s, dir) = start("", &[]);
     as_alice(&mut s);
     push_hostile(&s, "team/app", "1.0");

@@ -3,6 +3,7 @@
 //! deliberately minimal HTTP/1.1 client (so tests can send malformed requests).
 #![allow(dead_code)]
 
+pub mod distribution;
 pub mod docker;
 pub mod images;
 pub mod metrics;
@@ -86,9 +87,14 @@ impl Server {
     }
 
     pub fn start_with(extra: &str) -> Server {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// [`Server::start_with`] with `env` on top, such as [`s3::REDIRECTS`].
+    pub fn start_with_env(extra: &str, env: &[(&str, &str)]) -> Server {
         let dir = TempDir::new("srv");
         let root = dir.0.join("data");
-        let mut s = Self::start_on(&root, extra, &[]);
+        let mut s = Self::start_on(&root, extra, env);
         s._dir = Some(dir);
         s
     }
@@ -193,6 +199,25 @@ impl Server {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// GET `path`, following a redirect to the store (a blob of a server
+    /// started with [`s3::REDIRECTS`]) as clients do: the answer of
+    /// whoever serves the bytes.
+    pub fn get_following(&self, path: &str) -> Resp {
+        let r = self.req("GET", path).send();
+        if r.status != 307 {
+            return r;
+        }
+        let to = r.header("Location").expect("a redirect's Location");
+        let rest = to
+            .strip_prefix("http://")
+            .unwrap_or_else(|| panic!("{path}: redirected to {to}, not plain HTTP"));
+        let (host, target) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let addr = host
+            .parse()
+            .unwrap_or_else(|e| panic!("{path}: redirected to {to}: {e}"));
+        req_to(addr, "GET", target).send()
     }
 
     pub fn req(&self, method: &str, path: &str) -> Req {

@@ -93,6 +93,15 @@ pub fn on_s3() -> bool {
     cluster().is_some()
 }
 
+/// Environment for a server that redirects blob GETs to the store, as the
+/// S3 driver does by default: the test config turns redirects off, since
+/// most tests check the registry's own answers (ranges, headers) with a
+/// client that does not follow them. For tests whose clients follow
+/// redirects (Docker, skopeo, the conformance suite, and
+/// [`super::Server::get_following`]). No effect on the filesystem, which
+/// never redirects.
+pub const REDIRECTS: (&str, &str) = ("REGISTRY_STORAGE_REDIRECT_DISABLE", "false");
+
 impl Cluster {
     pub fn var(&self, k: &str) -> &str {
         self.vars
@@ -110,8 +119,10 @@ impl Cluster {
         format!("tests/{}", name.trim_matches('-'))
     }
 
+    /// The `s3` section, and redirects off (see [`REDIRECTS`]).
     pub fn storage_yaml(&self, root: &Path) -> String {
-        self.storage_yaml_at(&Self::prefix(root))
+        let s3 = self.storage_yaml_at(&Self::prefix(root));
+        format!("{s3}  redirect:\n    disable: true\n")
     }
 
     /// The `storage.s3` section for objects under `rootdirectory`.

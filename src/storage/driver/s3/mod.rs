@@ -11,6 +11,8 @@
 mod appendable;
 pub mod client;
 mod copy;
+#[cfg(test)]
+mod fixture;
 
 use super::{BoxReader, DriverError, DriverFuture, FileInfo, FileWriter, StorageDriver};
 use appendable::{Found, MARK, SIZE, Writer};
@@ -512,3 +514,12 @@ impl S3Driver {
         }
     }
 }
+
+#[cfg(test)]
+super::testsuite::driver_suite!(
+    suite,
+    match fixture::Bucket::from_env() {
+        Some(bucket) => bucket,
+        None => return,
+    }
+);
