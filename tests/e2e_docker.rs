@@ -85,7 +85,7 @@ fn tags_of(s: &Server, repo: &str) -> Vec<String> {
 #[test]
 fn import_push_rmi_pull_roundtrip() {
     let _one = ONE_DOCKERD.lock().unwrap_or_else(|e| e.into_inner());
-    let s = Server::start_with_env("", &[s3::REDIRECTS]);
+    let s = Server::start();
     let dk = Dockerd::start();
     let work = TempDir::new("dkw");
     let (tar, big) = rootfs_tar(&work.0, 1);
@@ -164,7 +164,7 @@ fn import_push_rmi_pull_roundtrip() {
 #[test]
 fn multi_layer_image_second_repo_mounts_and_extra_tags() {
     let _one = ONE_DOCKERD.lock().unwrap_or_else(|e| e.into_inner());
-    let s = Server::start_with_env("", &[s3::REDIRECTS]);
+    let s = Server::start();
     let dk = Dockerd::start();
     let work = TempDir::new("dkw");
     let (tar, _) = rootfs_tar(&work.0, 2);

@@ -29,7 +29,7 @@ fn tags_of(s: &Server, repo: &str) -> Vec<String> {
 
 #[test]
 fn copy_inspect_list_tags_copy_back_and_delete() {
-    let s = Server::start_with_env("", &[s3::REDIRECTS]);
+    let s = Server::start();
     let work = TempDir::new("skopeo");
     let tmp = work.0.join("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
@@ -257,7 +257,7 @@ fn copy_inspect_list_tags_copy_back_and_delete() {
 
 #[test]
 fn copy_all_multi_arch_index_and_back() {
-    let s = Server::start_with_env("", &[s3::REDIRECTS]);
+    let s = Server::start();
     let work = TempDir::new("skopeo-multi");
     let tmp = work.0.join("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
