@@ -700,7 +700,7 @@ fn finish_on_distribution(
 ) {
     let started = std::fs::read_to_string(upload_dir(root, repo, id).join("startedat"))
         .expect("our upload has a startedat file");
-    let state = distribution_state(repo, &id, part, started.trim());
+    let state = distribution_state(repo, id, part, started.trim());
     let r = req_to(
         dist.addr,
         "PATCH",
@@ -724,7 +724,7 @@ fn finish_on_distribution(
     let r = req_to(
         dist.addr,
         "PUT",
-        &with_digest(&r.location_path(), &sha256(&blob)),
+        &with_digest(&r.location_path(), &sha256(blob)),
     )
     .send();
     assert_eq!(
@@ -839,7 +839,7 @@ fn finish_on_ours(ours: &Server, fx: &mut Fixture, repo: &str, id: &str, blob: &
         r.text()
     );
     let r = ours
-        .req("PUT", &with_digest(&r.location_path(), &sha256(&blob)))
+        .req("PUT", &with_digest(&r.location_path(), &sha256(blob)))
         .send();
     assert_eq!(
         r.status,
