@@ -181,15 +181,20 @@ impl Registry {
         if !self.driver.atomic_directory_moves() {
             return self.copy_revision_aside(repo, d, aside).await;
         }
-        let moved = self
-            .driver
-            .move_to(paths::revision_dir(repo, d), aside.clone())
-            .await;
-        if optional(moved)?.is_none() {
+        if !self.move_revision(repo, d, &aside).await? {
             return Ok(None);
         }
         let info = optional(self.driver.stat(format!("{aside}/link")).await)?;
         Ok(Some((aside, info.map(|i| i.modified))))
+    }
+
+    /// Moves a revision's directory to `aside`; false if it was gone.
+    async fn move_revision(&self, repo: &RepoName, d: &Digest, aside: &str) -> Result<bool> {
+        let moved = self
+            .driver
+            .move_to(paths::revision_dir(repo, d), aside.to_string())
+            .await;
+        Ok(optional(moved)?.is_some())
     }
 
     /// [`Self::set_revision_aside`] where a move is a copy and a delete: the
@@ -204,11 +209,7 @@ impl Registry {
     ) -> Result<Option<(String, Option<SystemTime>)>> {
         let link = paths::revision_link(repo, d);
         let before = optional(self.driver.last_referenced(link.clone()).await)?;
-        let moved = self
-            .driver
-            .move_to(paths::revision_dir(repo, d), aside.clone())
-            .await;
-        if optional(moved)?.is_none() {
+        if !self.move_revision(repo, d, &aside).await? {
             return Ok(None);
         }
         let after = optional(self.driver.last_referenced(link).await)?;

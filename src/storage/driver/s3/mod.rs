@@ -153,25 +153,38 @@ impl S3Driver {
 
     async fn list_keys(&self, prefix: String, dir: &str) -> Result<Vec<String>, DriverError> {
         let mut out = vec![];
+        self.each_page(&prefix, None, dir, |page| {
+            let keys = page.contents().iter().filter_map(|o| o.key());
+            out.extend(keys.map(|k| self.path_of(k).to_string()));
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// Lists `prefix` (grouped by `delimiter`, if any), every page to `each`.
+    async fn each_page(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        dir: &str,
+        mut each: impl FnMut(&aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output),
+    ) -> Result<(), DriverError> {
         let mut token = None;
         loop {
             let page = self
                 .client
                 .list_objects_v2()
                 .bucket(&*self.bucket)
-                .prefix(&prefix)
+                .prefix(prefix)
+                .set_delimiter(delimiter.map(str::to_string))
                 .set_continuation_token(token)
                 .send()
                 .await
                 .map_err(|e| error("ListObjectsV2", dir, e))?;
-            for o in page.contents() {
-                if let Some(k) = o.key() {
-                    out.push(self.path_of(k).to_string());
-                }
-            }
+            each(&page);
             token = page.next_continuation_token().map(str::to_string);
             if token.is_none() {
-                return Ok(out);
+                return Ok(());
             }
         }
     }
@@ -246,18 +259,7 @@ impl S3Driver {
     async fn list_dir(&self, path: &str) -> Result<Vec<String>, DriverError> {
         let prefix = format!("{}/", self.key(path));
         let mut names = vec![];
-        let mut token = None;
-        loop {
-            let page = self
-                .client
-                .list_objects_v2()
-                .bucket(&*self.bucket)
-                .prefix(&prefix)
-                .delimiter("/")
-                .set_continuation_token(token)
-                .send()
-                .await
-                .map_err(|e| error("ListObjectsV2", path, e))?;
+        self.each_page(&prefix, Some("/"), path, |page| {
             let dirs = page.common_prefixes().iter().filter_map(|p| p.prefix());
             let files = page.contents().iter().filter_map(|o| o.key());
             for k in dirs.chain(files) {
@@ -266,11 +268,8 @@ impl S3Driver {
                     names.push(name.to_string());
                 }
             }
-            token = page.next_continuation_token().map(str::to_string);
-            if token.is_none() {
-                break;
-            }
-        }
+        })
+        .await?;
         if names.is_empty() {
             return Err(DriverError::NotFound(path.to_string()));
         }
@@ -409,28 +408,15 @@ impl StorageDriver for S3Driver {
         Box::pin(async move {
             let prefix = format!("{}/", self.key(&dir));
             let mut names = vec![];
-            let mut token = None;
-            loop {
-                let page = self
-                    .client
-                    .list_objects_v2()
-                    .bucket(&*self.bucket)
-                    .prefix(&prefix)
-                    .delimiter(delimiter)
-                    .set_continuation_token(token)
-                    .send()
-                    .await
-                    .map_err(|e| error("ListObjectsV2", &dir, e))?;
+            self.each_page(&prefix, Some(delimiter), &dir, |page| {
                 for p in page.common_prefixes().iter().filter_map(|p| p.prefix()) {
                     if let Some(name) = p[prefix.len()..].strip_suffix(delimiter) {
                         names.push(name.to_string());
                     }
                 }
-                token = page.next_continuation_token().map(str::to_string);
-                if token.is_none() {
-                    return Ok(Some(names));
-                }
-            }
+            })
+            .await?;
+            Ok(Some(names))
         })
     }
 
