@@ -67,15 +67,20 @@ impl Registry {
     /// Notes that a client was told the blob exists (a `HEAD`), for garbage
     /// collection's grace period: only a hint, since the manifest that links
     /// it refreshes it properly ([`Self::refresh_blob`]); so on a bucket it
-    /// is the touch alone, without waiting for a collector's decision.
+    /// is the touch alone, sent on every `HEAD` (a collector then keeps the
+    /// blob) but not waited for.
     pub async fn note_blob_seen(&self, d: &Digest) -> Result<bool> {
         if self.driver.atomic_directory_moves() {
             return self.refresh_blob(d).await;
         }
-        if !self.seen.touch_due(d) {
-            return Ok(true);
-        }
-        Ok(super::error::optional(self.driver.touch(paths::blob_data(d)).await)?.is_some())
+        // Not awaited: the answer does not wait on a write to the store.
+        let (driver, data) = (self.driver.clone(), paths::blob_data(d));
+        tokio::spawn(async move {
+            if let Err(e) = driver.note_reference(data).await {
+                log::debug!("HEAD: cannot record the reference: {e}");
+            }
+        });
+        Ok(true)
     }
 
     pub async fn refresh_blob(&self, d: &Digest) -> Result<bool> {

@@ -77,7 +77,7 @@ mod tests {
 }
 
 /// What a bucket was recently seen to hold, for blob `HEAD`s: which blobs a
-/// repository links (with their size) and which blobs this process touched.
+/// repository links, with their size.
 /// distribution keeps the same ("blob descriptor cache"). Entries live
 /// [`SEEN_FOR`]: a link removed by another node or a collector in another
 /// process may be answered for that long; removals in this process forget
@@ -86,10 +86,9 @@ mod tests {
 #[derive(Default)]
 pub struct Seen {
     links: Mutex<HashMap<(String, Digest), (u64, std::time::Instant)>>,
-    touched: Mutex<HashMap<Digest, std::time::Instant>>,
 }
 
-pub const SEEN_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+pub const SEEN_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 /// Entries kept before the table is emptied (a bound, not an LRU: a full
 /// table is rebuilt from the store within [`SEEN_FOR`] anyway).
 const SEEN_MAX: usize = 100_000;
@@ -116,18 +115,5 @@ impl Seen {
     pub fn forget(&self, repo: Option<&str>, d: Option<&Digest>) {
         let mut links = self.links.lock().expect("seen lock");
         links.retain(|(r, dd), _| !(repo.is_none_or(|x| x == r) && d.is_none_or(|x| x == dd)));
-    }
-
-    /// Whether `d` was touched within [`SEEN_FOR`]; if not, records that it is now.
-    pub fn touch_due(&self, d: &Digest) -> bool {
-        let mut touched = self.touched.lock().expect("seen lock");
-        if touched.get(d).is_some_and(|at| at.elapsed() < SEEN_FOR) {
-            return false;
-        }
-        if touched.len() >= SEEN_MAX {
-            touched.clear();
-        }
-        touched.insert(d.clone(), std::time::Instant::now());
-        true
     }
 }

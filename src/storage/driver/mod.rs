@@ -147,6 +147,12 @@ pub trait StorageDriver: Send + Sync + 'static {
     /// whether it removed one: false for an absent one too, and stores
     /// without directories always answer false.
     fn remove_empty_dir(&self, path: String) -> DriverFuture<'_, bool>;
+    /// When anything in a directory (or an object) last changed, for
+    /// judging leftovers by age: a directory's own time on disk, the newest
+    /// of its keys in a bucket, where directories have no time of their own.
+    fn changed(&self, path: String) -> DriverFuture<'_, SystemTime> {
+        Box::pin(async move { Ok(self.stat(path).await?.modified) })
+    }
     /// [`Self::touch`] for a caller that checks the object exists afterwards
     /// anyway: a store that keeps touches apart from objects records the
     /// touch alone, one round trip instead of two. Absent, it may leave a

@@ -104,8 +104,8 @@ impl Check<'_> {
     /// Reports `path` if it was last modified before the grace period;
     /// repair removes it.
     async fn stale(&mut self, path: String, what: &str) -> Result<()> {
-        let info = optional(self.reg.driver.stat(path.clone()).await)?;
-        if info.is_none_or(|i| i.modified >= self.cutoff) {
+        let changed = optional(self.reg.driver.changed(path.clone()).await)?;
+        if changed.is_none_or(|t| t >= self.cutoff) {
             return Ok(());
         }
         let fixed = if self.repair && self.reg.remove(path.clone()).await? {

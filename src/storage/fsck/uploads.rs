@@ -26,8 +26,8 @@ impl Check<'_> {
     /// when its data leaves) may be a PUT in progress: left alone.
     async fn upload(&mut self, repo: &RepoName, id: &str) -> Result<()> {
         let dir = paths::upload(repo, id);
-        let info = optional(self.reg.driver.stat(dir.clone()).await)?;
-        if info.is_none_or(|i| i.modified >= self.cutoff) {
+        let changed = optional(self.reg.driver.changed(dir.clone()).await)?;
+        if changed.is_none_or(|t| t >= self.cutoff) {
             return Ok(());
         }
         let stage = match self.reg.upload_stage(repo, id).await {

@@ -436,6 +436,23 @@ impl StorageDriver for S3Driver {
         Box::pin(async move { self.refresh(&path).await })
     }
 
+    fn changed(&self, path: String) -> DriverFuture<'_, SystemTime> {
+        Box::pin(async move {
+            if let Ok((info, _)) = self.head(&path).await {
+                return Ok(info.modified);
+            }
+            let prefix = format!("{}/", self.key(&path));
+            let mut newest = None;
+            self.each_page(&prefix, None, &path, |page| {
+                let times = page.contents().iter().filter_map(|o| o.last_modified());
+                let times = times.filter_map(|t| SystemTime::try_from(*t).ok());
+                newest = newest.max(times.max());
+            })
+            .await?;
+            newest.ok_or_else(|| DriverError::NotFound(path.clone()))
+        })
+    }
+
     fn note_reference(&self, path: String) -> DriverFuture<'_, ()> {
         Box::pin(async move { self.put_plain(&copy::mark(&path), Bytes::new()).await })
     }
