@@ -541,7 +541,7 @@ struct Churn {
     live: Option<(String, String)>,
 }
 
-/// For 8 s, while collections run back to back (output lines starting with
+/// For 8 s and 15 rounds at least, while collections run back to back (output lines starting with
 /// `counted` are counted), calls `round(i, previous)`: the round checks and
 /// deletes `previous`, the (tag, digest) acknowledged last, then pushes the
 /// next and returns its (tag, digest), or `None` when the push was refused.
@@ -554,9 +554,15 @@ fn churn(
     let collector = collect_until(s, &stop, counted);
     let mut live = None;
     let (mut acknowledged, mut refused) = (0, 0);
-    let until = std::time::Instant::now() + Duration::from_secs(8);
+    // At least 8 s and at least 15 rounds (a bucket is slower than a disk),
+    // within a minute: the checks below count rounds, not seconds.
+    let start = std::time::Instant::now();
+    let (until, cap) = (
+        start + Duration::from_secs(8),
+        start + Duration::from_secs(60),
+    );
     let mut i = 0;
-    while std::time::Instant::now() < until {
+    while std::time::Instant::now() < until || (i < 15 && std::time::Instant::now() < cap) {
         i += 1;
         live = round(i, live.take());
         match live {

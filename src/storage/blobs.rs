@@ -67,15 +67,19 @@ impl Registry {
     /// Notes that a client was told the blob exists (a `HEAD`), for garbage
     /// collection's grace period: only a hint, since the manifest that links
     /// it refreshes it properly ([`Self::refresh_blob`]); so on a bucket it
-    /// is the touch alone, sent on every `HEAD` (a collector then keeps the
-    /// blob) but not waited for.
+    /// is the touch alone, one at a time per blob (a collector then keeps
+    /// the blob), not waited for.
     pub async fn note_blob_seen(&self, d: &Digest) -> Result<bool> {
         if self.driver.atomic_directory_moves() {
             return self.refresh_blob(d).await;
         }
+        let Some(guard) = self.seen.start_touch(d) else {
+            return Ok(true);
+        };
         // Not awaited: the answer does not wait on a write to the store.
         let (driver, data) = (self.driver.clone(), paths::blob_data(d));
         tokio::spawn(async move {
+            let _guard = guard;
             if let Err(e) = driver.note_reference(data).await {
                 log::debug!("HEAD: cannot record the reference: {e}");
             }

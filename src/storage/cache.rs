@@ -77,7 +77,7 @@ mod tests {
 }
 
 /// What a bucket was recently seen to hold, for blob `HEAD`s: which blobs a
-/// repository links, with their size.
+/// repository links, with their size, and which blobs a `HEAD` touched.
 /// distribution keeps the same ("blob descriptor cache"). Entries live
 /// [`SEEN_FOR`]: a link removed by another node or a collector in another
 /// process may be answered for that long; removals in this process forget
@@ -86,6 +86,8 @@ mod tests {
 #[derive(Default)]
 pub struct Seen {
     links: Mutex<HashMap<(String, Digest), (u64, std::time::Instant)>>,
+    /// Blobs whose `HEAD` touch is under way.
+    touching: std::sync::Arc<Mutex<std::collections::HashSet<Digest>>>,
 }
 
 pub const SEEN_FOR: std::time::Duration = std::time::Duration::from_secs(1);
@@ -115,5 +117,36 @@ impl Seen {
     pub fn forget(&self, repo: Option<&str>, d: Option<&Digest>) {
         let mut links = self.links.lock().expect("seen lock");
         links.retain(|(r, dd), _| !(repo.is_none_or(|x| x == r) && d.is_none_or(|x| x == dd)));
+    }
+
+    /// Whether a `HEAD` of `d` should record its reference: not while an
+    /// earlier one is under way, so a client asking in a loop does not queue
+    /// writes to the store (each one left running held memory until done),
+    /// while the recorded time stays at most one write behind. The guard
+    /// ends the touch when dropped.
+    pub fn start_touch(&self, d: &Digest) -> Option<TouchGuard> {
+        let mut touching = self.touching.lock().expect("seen lock");
+        if !touching.insert(d.clone()) {
+            return None;
+        }
+        Some(TouchGuard {
+            touching: self.touching.clone(),
+            digest: d.clone(),
+        })
+    }
+}
+
+/// A `HEAD`'s touch under way (see [`Seen::start_touch`]).
+pub struct TouchGuard {
+    touching: std::sync::Arc<Mutex<std::collections::HashSet<Digest>>>,
+    digest: Digest,
+}
+
+impl Drop for TouchGuard {
+    fn drop(&mut self) {
+        self.touching
+            .lock()
+            .expect("seen lock")
+            .remove(&self.digest);
     }
 }
