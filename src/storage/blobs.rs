@@ -67,8 +67,8 @@ impl Registry {
     /// Notes that a client was told the blob exists (a `HEAD`), for garbage
     /// collection's grace period: only a hint, since the manifest that links
     /// it refreshes it properly ([`Self::refresh_blob`]); so on a bucket it
-    /// is the touch alone, one at a time per blob (a collector then keeps
-    /// the blob), not waited for.
+    /// is the touch alone, at most one at a time and ten a second per blob
+    /// (a collector then keeps the blob), not waited for.
     pub async fn note_blob_seen(&self, d: &Digest) -> Result<bool> {
         if self.driver.atomic_directory_moves() {
             return self.refresh_blob(d).await;

@@ -86,9 +86,12 @@ mod tests {
 #[derive(Default)]
 pub struct Seen {
     links: Mutex<HashMap<(String, Digest), (u64, std::time::Instant)>>,
-    /// Blobs whose `HEAD` touch is under way.
-    touching: std::sync::Arc<Mutex<std::collections::HashSet<Digest>>>,
+    /// When each blob's last `HEAD` touch started, and whether it is done.
+    touching: std::sync::Arc<Mutex<HashMap<Digest, (std::time::Instant, bool)>>>,
 }
+
+/// The least time between two `HEAD` touches of one blob.
+const TOUCH_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 pub const SEEN_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 /// Entries kept before the table is emptied (a bound, not an LRU: a full
@@ -120,15 +123,22 @@ impl Seen {
     }
 
     /// Whether a `HEAD` of `d` should record its reference: not while an
-    /// earlier one is under way, so a client asking in a loop does not queue
-    /// writes to the store (each one left running held memory until done),
-    /// while the recorded time stays at most one write behind. The guard
-    /// ends the touch when dropped.
+    /// earlier one is under way or began less than [`TOUCH_EVERY`] ago, so a
+    /// client asking in a loop neither queues writes to the store (each one
+    /// left running held memory until done) nor keeps it busy, while the
+    /// recorded time stays that close to the last `HEAD`. The guard marks
+    /// the touch done when dropped.
     pub fn start_touch(&self, d: &Digest) -> Option<TouchGuard> {
         let mut touching = self.touching.lock().expect("seen lock");
-        if !touching.insert(d.clone()) {
+        if let Some((at, done)) = touching.get(d)
+            && (!done || at.elapsed() < TOUCH_EVERY)
+        {
             return None;
         }
+        if touching.len() >= SEEN_MAX {
+            touching.clear();
+        }
+        touching.insert(d.clone(), (std::time::Instant::now(), false));
         Some(TouchGuard {
             touching: self.touching.clone(),
             digest: d.clone(),
@@ -138,15 +148,15 @@ impl Seen {
 
 /// A `HEAD`'s touch under way (see [`Seen::start_touch`]).
 pub struct TouchGuard {
-    touching: std::sync::Arc<Mutex<std::collections::HashSet<Digest>>>,
+    touching: std::sync::Arc<Mutex<HashMap<Digest, (std::time::Instant, bool)>>>,
     digest: Digest,
 }
 
 impl Drop for TouchGuard {
     fn drop(&mut self) {
-        self.touching
-            .lock()
-            .expect("seen lock")
-            .remove(&self.digest);
+        let mut touching = self.touching.lock().expect("seen lock");
+        if let Some(entry) = touching.get_mut(&self.digest) {
+            entry.1 = true;
+        }
     }
 }
