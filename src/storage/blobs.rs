@@ -22,6 +22,11 @@ impl Registry {
         Ok(size)
     }
 
+    /// [`Self::blob_size`] read from the store, never from what was seen.
+    pub(super) async fn blob_size_fresh(&self, repo: &RepoName, d: &Digest) -> Result<u64> {
+        self.look_up_blob(repo, d).await
+    }
+
     async fn look_up_blob(&self, repo: &RepoName, d: &Digest) -> Result<u64> {
         let (layer, size) = tokio::join!(
             self.exists(paths::layer_link(repo, d)),

@@ -149,7 +149,9 @@ impl Registry {
             if !self.refresh_blob(b).await? {
                 return Err(StorageError::ManifestBlobUnknown(b.clone()));
             }
-            match self.blob_size(repo, b).await {
+            // Fresh, not from the HEAD cache: a link another process
+            // removed a moment ago must not let a manifest name the blob.
+            match self.blob_size_fresh(repo, b).await {
                 Err(StorageError::BlobUnknown(d)) => {
                     return Err(StorageError::ManifestBlobUnknown(d));
                 }
