@@ -216,15 +216,15 @@ impl S3Driver {
     }
 
     pub(super) async fn create_upload(&self, path: &str) -> Result<String, DriverError> {
-        let mut req = self
+        let o = self.write_options();
+        let req = self
             .client
             .create_multipart_upload()
             .bucket(&*self.bucket)
-            .key(self.key(path));
-        if let Some(c) = &self.storage_class {
-            req = req.storage_class(c.as_ref().into());
-        }
-        req = self.encryption_for_create(req);
+            .key(self.key(path))
+            .set_storage_class(o.class)
+            .set_server_side_encryption(o.sse)
+            .set_ssekms_key_id(o.kms_key);
         let out = req
             .send()
             .await

@@ -48,7 +48,10 @@ impl S3Driver {
         if state.current.parts.is_empty() {
             // Small: written straight into place.
             self.put_plain(to, state.current.tail.clone()).await?;
-            self.abort_uploads(from).await?;
+            // An upload whose parts an undone append dropped still exists.
+            if state.upload_id.is_some() {
+                self.abort_uploads(from).await?;
+            }
             return self.delete_keys(&[from.to_string()]).await;
         }
         let size = self.seal(from, state).await?;
@@ -82,15 +85,18 @@ impl S3Driver {
         if size > self.copy_threshold.max(MIN_PART) {
             return self.multipart_copy(from, to, size).await;
         }
-        let mut req = self
+        // The copy is written anew: it asks for the class and encryption
+        // every write asks for (a copy does not keep KMS encryption).
+        let o = self.write_options();
+        let req = self
             .client
             .copy_object()
             .bucket(&*self.bucket)
             .key(self.key(to))
-            .copy_source(copy_source(&self.bucket, &self.key(from)));
-        if let Some(c) = &self.storage_class {
-            req = req.storage_class(c.as_ref().into());
-        }
+            .copy_source(copy_source(&self.bucket, &self.key(from)))
+            .set_storage_class(o.class)
+            .set_server_side_encryption(o.sse)
+            .set_ssekms_key_id(o.kms_key);
         req.send().await.map_err(|e| error("CopyObject", from, e))?;
         Ok(())
     }

@@ -30,6 +30,13 @@ const PRESIGN_TTL: Duration = Duration::from_secs(20 * 60);
 /// Listings run at once by `list_many`.
 const LIST_CONCURRENCY: usize = 16;
 
+/// See [`S3Driver::write_options`].
+struct WriteOptions {
+    class: Option<aws_sdk_s3::types::StorageClass>,
+    sse: Option<aws_sdk_s3::types::ServerSideEncryption>,
+    kms_key: Option<String>,
+}
+
 #[derive(Clone)]
 pub struct S3Driver {
     client: Client,
@@ -79,40 +86,35 @@ impl S3Driver {
         }
     }
 
-    fn encryption_for_create(
-        &self,
-        req: aws_sdk_s3::operation::create_multipart_upload::builders::CreateMultipartUploadFluentBuilder,
-    ) -> aws_sdk_s3::operation::create_multipart_upload::builders::CreateMultipartUploadFluentBuilder
-    {
+    /// What every object write asks of the store: `storageclass`, and
+    /// `encrypt` (with `keyid`, KMS) as server-side encryption.
+    fn write_options(&self) -> WriteOptions {
         use aws_sdk_s3::types::ServerSideEncryption as Sse;
-        match (self.encrypt, &self.kms_key) {
-            (false, _) => req,
-            (true, None) => req.server_side_encryption(Sse::Aes256),
-            (true, Some(k)) => req
-                .server_side_encryption(Sse::AwsKms)
-                .ssekms_key_id(k.as_ref()),
+        let (sse, kms_key) = match (self.encrypt, &self.kms_key) {
+            (false, _) => (None, None),
+            (true, None) => (Some(Sse::Aes256), None),
+            (true, Some(k)) => (Some(Sse::AwsKms), Some(k.to_string())),
+        };
+        WriteOptions {
+            class: self.storage_class.as_deref().map(Into::into),
+            sse,
+            kms_key,
         }
     }
 
     async fn put_plain(&self, path: &str, content: Bytes) -> Result<(), DriverError> {
-        use aws_sdk_s3::types::ServerSideEncryption as Sse;
-        let mut req = self
-            .client
+        let o = self.write_options();
+        self.client
             .put_object()
             .bucket(&*self.bucket)
             .key(self.key(path))
-            .body(ByteStream::from(content));
-        if let Some(c) = &self.storage_class {
-            req = req.storage_class(c.as_ref().into());
-        }
-        req = match (self.encrypt, &self.kms_key) {
-            (false, _) => req,
-            (true, None) => req.server_side_encryption(Sse::Aes256),
-            (true, Some(k)) => req
-                .server_side_encryption(Sse::AwsKms)
-                .ssekms_key_id(k.as_ref()),
-        };
-        req.send().await.map_err(|e| error("PutObject", path, e))?;
+            .body(ByteStream::from(content))
+            .set_storage_class(o.class)
+            .set_server_side_encryption(o.sse)
+            .set_ssekms_key_id(o.kms_key)
+            .send()
+            .await
+            .map_err(|e| error("PutObject", path, e))?;
         Ok(())
     }
 
