@@ -167,11 +167,16 @@ fn temp_name(target: &Path) -> PathBuf {
 fn write_atomic(target: &Path, content: &[u8], scope: Option<&Path>) -> io::Result<()> {
     // A garbage collection may remove the directory between its creation and
     // the write (a link it is unlinking while a push links the same thing
-    // again): then it is created again.
+    // again): then it is created again. Each lost race means the remover ran
+    // in between, so a busy remover can win a few in a row (CI saw four); the
+    // bound only stops a root that keeps vanishing.
     let mut tries = 0;
     loop {
         match write_atomic_once(target, content, scope) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound && tries < 3 => tries += 1,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && tries < 64 => {
+                tries += 1;
+                std::thread::yield_now();
+            }
             r => return r,
         }
     }
@@ -342,7 +347,12 @@ impl StorageDriver for FilesystemDriver {
         let full = self.full(&path);
         Box::pin(blocking(path, move || {
             drop(remove_any(&full)?);
-            sync_parent(&full)
+            // A directory emptied by this removal may be gone already (a
+            // collector's `remove_empty_dir`): nothing is left to sync then.
+            match sync_parent(&full) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                r => r,
+            }
         }))
     }
 
