@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod distribution;
+pub mod front;
 pub mod docker;
 pub mod images;
 pub mod metrics;
