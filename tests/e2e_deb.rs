@@ -423,7 +423,10 @@ fn the_package_ships_the_reverse_proxy_examples() {
         let shipped = std::fs::read(installed.join(name))
             .unwrap_or_else(|e| panic!("{name} is not in the package's examples: {e}"));
         let source = std::fs::read(repo_root().join("packaging/examples").join(name)).unwrap();
-        assert!(shipped == source, "{name} differs from packaging/examples/{name}");
+        assert!(
+            shipped == source,
+            "{name} differs from packaging/examples/{name}"
+        );
     }
 }
 

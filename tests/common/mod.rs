@@ -3,6 +3,7 @@
 //! deliberately minimal HTTP/1.1 client (so tests can send malformed requests).
 #![allow(dead_code)]
 
+pub mod conformance;
 pub mod distribution;
 pub mod docker;
 pub mod front;
