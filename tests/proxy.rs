@@ -411,6 +411,26 @@ fn forged_headers_from_a_stranger(site: &Site, node: &Server, with_host: bool) {
     ));
 }
 
+/// Failed logins count against the client behind the proxy, not the proxy:
+/// once one client has used up `maxfailures` (10 by default) guessing, its
+/// right password gets 429 too, while another client still logs in.
+fn throttle_counts_the_client_not_the_proxy(site: &Site) {
+    let wrong = format!("{}:wrong", USER.0);
+    for _ in 0..10 {
+        let r = site.via_proxy("GET", "/v2/", &["-u", &wrong]);
+        assert_eq!(r.status, 401, "{}", r.body);
+    }
+    let r = site.via_proxy("GET", "/v2/", &[]);
+    assert_eq!(r.status, 429, "{CLIENT} is not throttled: {}", r.body);
+    // curl takes the last of a repeated option.
+    let r = site.via_proxy("GET", "/v2/", &["--interface", "127.0.0.4"]);
+    assert_eq!(
+        r.status, 200,
+        "another client behind the proxy is throttled: {}",
+        r.body
+    );
+}
+
 /// Without `http.host`, the origin comes from the trusted proxy's headers:
 /// `Location`, `Link` and the UI's pull command still name the public host.
 fn forwarded_origin_through(site: &Site) {
@@ -454,6 +474,7 @@ fn behind(kind: Kind) {
         Some(USER),
         &[("SSL_CERT_FILE", site.pki.ca_pem())],
     );
+    throttle_counts_the_client_not_the_proxy(&site);
     drop(node);
     // The next node's lines only, so its checks cannot pass on these.
     std::fs::remove_file(site.access_log()).unwrap();
