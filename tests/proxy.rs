@@ -2,16 +2,20 @@
 //! example configurations the package installs (packaging/examples), with
 //! only their placeholders substituted, HAProxy and nginx each in front of a
 //! registry node, two of the example's three nodes dead. Through each proxy:
-//! `Location` and `Link` name the public `https://` origin, skopeo pushes and
-//! pulls back over verified TLS, the UI's pull command names the public
-//! host, the access log shows the real client (curl from 127.0.0.3, the
+//! `Location` and `Link` name the public `https://` origin, skopeo and the
+//! Docker engine push and pull back over verified TLS, the UI's pull command
+//! names the public host, the access log shows the real client (curl from 127.0.0.3, the
 //! proxy being 127.0.0.1), and the OCI conformance suite passes. A direct
 //! request from an untrusted address (127.0.0.2) with forged X-Forwarded-*
 //! headers is logged with its own address and gets URLs that ignore them.
+//!
+//! The public name maps to `::1` in /etc/hosts (Docker skips certificate
+//! checks for registries on 127.0.0.0/8): these tests need root.
 
 mod common;
 
 use common::conformance::conform;
+use common::docker::*;
 use common::front::{Front, Kind};
 use common::oci::*;
 use common::tls::*;
@@ -46,6 +50,9 @@ fn substitute(name: &str, text: &str, pairs: &[(&str, String)]) -> String {
 
 /// Everything one proxy run needs: a PKI, ports, a node's files.
 struct Site {
+    /// The public name, mapped to `::1`.
+    name: String,
+    _hosts: HostsEntry,
     dir: TempDir,
     pki: Pki,
     cert: CertPaths,
@@ -60,13 +67,12 @@ impl Site {
     fn new(tag: &str) -> Site {
         let dir = TempDir::new(tag);
         let pki = Pki::new(&dir.0.join("pki"));
-        let cert = pki.server(
-            "proxy",
-            KeyType::EcdsaP256,
-            &["localhost", "127.0.0.1", "::1"],
-        );
+        let name = format!("pr-proxy-{tag}-{}.test", std::process::id());
+        let cert = pki.server("proxy", KeyType::EcdsaP256, &[&name]);
         write_htpasswd(&dir.0.join("htpasswd"), &[USER]);
         Site {
+            _hosts: HostsEntry::add(&name),
+            name,
             dir,
             pki,
             cert,
@@ -77,7 +83,7 @@ impl Site {
     }
 
     fn public_host(&self) -> String {
-        format!("localhost:{}", self.public)
+        format!("{}:{}", self.name, self.public)
     }
 
     fn access_log(&self) -> PathBuf {
@@ -151,19 +157,22 @@ impl Site {
         both.extend(std::fs::read(&self.cert.key).unwrap());
         std::fs::write(&pem, both).unwrap();
         let mut pairs = vec![
-            ("bind :443", format!("bind 127.0.0.1:{}", self.public)),
+            (
+                "bind :443",
+                format!("bind 127.0.0.1:{p},[::1]:{p}", p = self.public),
+            ),
             ("/etc/ssl/private/registry.pem", path(&pem)),
         ];
         pairs.extend(self.nodes());
         let config = substitute("haproxy.cfg", &example("haproxy.cfg"), &pairs);
-        Front::start(Kind::Haproxy, &config, &[self.public_addr()])
+        Front::start(Kind::Haproxy, &config, &self.public_addrs())
     }
 
     fn nginx(&self) -> Front {
         let mut pairs = vec![
             ("listen 443 ", format!("listen 127.0.0.1:{} ", self.public)),
             ("listen [::]:443 ", format!("listen [::1]:{} ", self.public)),
-            ("registry.example.com", "localhost".into()),
+            ("registry.example.com", self.name.clone()),
             ("/etc/ssl/certs/registry.crt", path(&self.cert.cert)),
             ("/etc/ssl/private/registry.key", path(&self.cert.key)),
         ];
@@ -174,11 +183,16 @@ impl Site {
         let config = format!(
             "events {{}}\nhttp {{\naccess_log access.log;\nclient_body_temp_path body;\nproxy_temp_path proxy;\n{site}}}\n"
         );
-        Front::start(Kind::Nginx, &config, &[self.public_addr()])
+        Front::start(Kind::Nginx, &config, &self.public_addrs())
     }
 
-    fn public_addr(&self) -> std::net::SocketAddr {
-        ([127, 0, 0, 1], self.public).into()
+    /// Where the proxy listens: IPv4 for curl, `::1` for the public name.
+    fn public_addrs(&self) -> [std::net::SocketAddr; 2] {
+        let v6 = std::net::Ipv6Addr::LOCALHOST;
+        [
+            ([127, 0, 0, 1], self.public).into(),
+            (v6, self.public).into(),
+        ]
     }
 
     /// A request through the proxy, from [`CLIENT`], as [`USER`].
@@ -367,11 +381,8 @@ fn skopeo_and_ui_through(site: &Site) {
     skopeo(&tmp, &pull);
     let index = std::fs::read_to_string(work.join("back/index.json")).unwrap();
     assert!(index.contains(&img.digest), "{index}");
-    // skopeo cannot choose its source address: it connects from 127.0.0.1, as the proxy does.
-    site.expect_access(&[
-        "127.0.0.1 - proxied [",
-        "\"PUT /v2/proxied/image/manifests/1 ",
-    ]);
+    // The public name is ::1, so skopeo connects from there.
+    site.expect_access(&["::1 - proxied [", "\"PUT /v2/proxied/image/manifests/1 "]);
     let r = site.via_proxy(
         "GET",
         "/ui/r/proxied/image/-/m/1",
@@ -380,6 +391,34 @@ fn skopeo_and_ui_through(site: &Site) {
     assert_eq!(r.status, 200, "{}", r.body);
     let cmd = format!("docker pull {}/proxied/image:1", site.public_host());
     assert!(r.body.contains(&cmd), "no {cmd:?} in:\n{}", r.body);
+}
+
+/// The Docker engine logs in, pushes and pulls back the same image through
+/// the proxy, trusting only the test CA (in `certs.d`); it connects from
+/// `::1`, which the access log shows from the proxy's `X-Forwarded-For`.
+fn docker_through(site: &Site) {
+    if lacks_tools("proxy: Docker", &[&dockerd_bin(), &docker_bin()]) {
+        return;
+    }
+    let _one = ONE_DOCKERD.lock().unwrap_or_else(|e| e.into_inner());
+    let host = site.public_host();
+    let _ca = DockerCa::install(&host, site.pki.ca_pem());
+    let dk = Dockerd::start();
+    dk.docker_stdin(&["login", "-u", USER.0, "--password-stdin", &host], USER.1);
+    let (tar, _) = rootfs_tar(&site.dir.0, 11);
+    let id = dk.docker(&["import", &path(&tar), "proxy/src:1"]);
+    let before = dk.inspect(id.trim());
+    let image = format!("{host}/proxied/docker:1");
+    dk.docker(&["tag", id.trim(), &image]);
+    dk.docker(&["push", &image]);
+    dk.docker(&["rmi", &image, "proxy/src:1"]);
+    dk.docker(&["pull", &image]);
+    let after = dk.inspect(&image);
+    assert_eq!(
+        (&after["Id"], &after["RootFS"]),
+        (&before["Id"], &before["RootFS"])
+    );
+    site.expect_access(&["::1 - proxied [", "\"PUT /v2/proxied/docker/manifests/1 "]);
 }
 
 /// A stranger's forged headers straight to the node change nothing: its own
@@ -469,6 +508,7 @@ fn behind(kind: Kind) {
     urls_and_client_address_through(&site);
     skopeo_and_ui_through(&site);
     forged_headers_from_a_stranger(&site, &node, true);
+    docker_through(&site);
     conform(
         &format!("https://{}", site.public_host()),
         Some(USER),
