@@ -528,6 +528,14 @@ fn behind(kind: Kind) {
         kind.binary(),
         front.log_text()
     );
+    if kind == Kind::Nginx {
+        // Requests did go to the dead nodes, and were passed on to the live one.
+        let log = front.log_text();
+        assert!(
+            log.contains("(111: Connection refused) while connecting to upstream"),
+            "{log}"
+        );
+    }
     front.stop();
 }
 

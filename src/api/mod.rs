@@ -130,14 +130,12 @@ impl Api {
 
     /// A URL for a next-page `Link`: relative, as distribution sends it,
     /// unless the public origin is known for certain (`http.host`, or a
-    /// trusted proxy's `X-Forwarded-*`); `http.relativeurls` keeps it relative.
+    /// trusted proxy's `X-Forwarded-*`); then as [`Api::url`] makes it.
     pub fn link_url(&self, req: &Parts, path: &str) -> String {
-        let c = Client::of(req);
-        match &self.settings.host {
-            _ if self.settings.relative_urls => path.to_string(),
-            Some(h) => format!("{h}{path}"),
-            None if c.forwarded => c.url(path).unwrap_or_else(|| path.to_string()),
-            None => path.to_string(),
+        if self.settings.host.is_some() || Client::of(req).forwarded {
+            self.url(req, path)
+        } else {
+            path.to_string()
         }
     }
 
