@@ -59,6 +59,8 @@ struct Site {
     /// Where the proxy listens: clients see `https://localhost:PORT`.
     public: u16,
     node: u16,
+    /// The node's listener for this host.
+    local: u16,
     /// The example's other nodes: ports nothing listens on.
     dead: [u16; 2],
 }
@@ -78,6 +80,7 @@ impl Site {
             cert,
             public: free_port(),
             node: free_port(),
+            local: free_port(),
             dead: [free_port(), free_port()],
         }
     }
@@ -124,6 +127,8 @@ impl Site {
             &text,
             &[
                 ("10.0.0.11:5000", format!("127.0.0.1:{}", self.node)),
+                // The local listener's port, free for the test.
+                ("127.0.0.1:5000", format!("127.0.0.1:{}", self.local)),
                 ("[10.0.0.2]", "[127.0.0.1]".into()),
                 ("https://registry.example.com", host),
                 (
