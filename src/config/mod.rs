@@ -603,13 +603,16 @@ impl Config {
         }
     }
 
-    /// `http.secret`, if set to a non-empty string.
-    pub fn secret(&self) -> Option<&str> {
-        self.http
-            .secret
-            .as_ref()
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
+    /// `http.secret`, if set and not empty; a number or boolean is taken as
+    /// written, as distribution reads the key into a string.
+    pub fn secret(&self) -> Option<String> {
+        let text = match self.http.secret.as_ref()? {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            _ => return None,
+        };
+        Some(text).filter(|s| !s.is_empty())
     }
 
     /// `privateregistry.trustedproxies`, parsed.
@@ -712,6 +715,11 @@ impl Config {
             None => v["storage"]["filesystem"]["rootdirectory"] = effective(self.root_directory()),
         }
         v["http"]["draintimeout"] = effective(GoDuration(self.drain_timeout()));
+        if self.secret().is_some() {
+            // It keys the UI's delete tokens: output that gets pasted into
+            // tickets must not carry it.
+            v["http"]["secret"] = "********".into();
+        }
         serde_yaml_ng::to_string(&v).unwrap_or_default()
     }
 }

@@ -436,7 +436,16 @@ fn a_bucket_without_http_secret_warns_what_breaks() {
         "{w}"
     );
     let with_secret = S3.replace("http:\n", "http:\n  secret: shared-by-all-nodes\n");
+    let shown = parse(&with_secret).unwrap().config.to_yaml();
+    assert!(
+        !shown.contains("shared-by-all-nodes") && shown.contains("secret: '********'"),
+        "{shown}"
+    );
     assert_eq!(secret_warning(&parse(&with_secret).unwrap()), None);
+    let number = S3.replace("http:\n", "http:\n  secret: 123456789\n");
+    let l = parse(&number).unwrap();
+    assert_eq!(secret_warning(&l), None);
+    assert_eq!(l.config.secret().as_deref(), Some("123456789"));
     let empty = S3.replace("http:\n", "http:\n  secret: ''\n");
     assert!(secret_warning(&parse(&empty).unwrap()).is_some());
     assert_eq!(

@@ -36,7 +36,7 @@ impl UiSettings {
     pub fn from_config(c: &Config) -> UiSettings {
         UiSettings {
             enabled: c.privateregistry.ui.enabled,
-            key: csrf::Key::new(c.secret()),
+            key: csrf::Key::new(c.secret().as_deref()),
         }
     }
 }
