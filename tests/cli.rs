@@ -286,3 +286,39 @@ fn unusable_storage_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// The node configuration shipped for running behind a reverse proxy checks
+/// clean as installed, shows its trusted proxies, and the checks it exists
+/// to satisfy speak up when their keys go.
+#[test]
+fn the_behind_a_proxy_example_checks_and_its_safeguards_speak_up() {
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/examples/behind-a-proxy.yml"
+    );
+    let (code, out, err) = run(&["check-config", "--config", example], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("trustedproxies:\n  - 10.0.0.2\n"), "{out}");
+    assert!(!err.contains("http.secret"), "{err}");
+    let (code, _, err) = run(
+        &["check-config", "--config", example],
+        &[("REGISTRY_HTTP_SECRET", "")],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("http.secret: not set, and storage.s3 lets several nodes serve one bucket"),
+        "{err}"
+    );
+    let (code, _, err) = run(
+        &["check-config", "--config", example],
+        &[(
+            "REGISTRY_PRIVATEREGISTRY_TRUSTEDPROXIES",
+            "[10.0.0.2, 10.0.0.0/33]",
+        )],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("privateregistry.trustedproxies[1]: expected an address or a CIDR block"),
+        "{err}"
+    );
+}

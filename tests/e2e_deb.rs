@@ -406,6 +406,30 @@ fn lintian_reports_no_errors_or_warnings() {
     );
 }
 
+/// The reverse-proxy examples are installed byte for byte as tests/proxy.rs
+/// runs them.
+#[test]
+fn the_package_ships_the_reverse_proxy_examples() {
+    let dir = TempDir::new("deb-examples");
+    let o = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(deb())
+        .arg(&dir.0)
+        .output()
+        .expect("cannot run dpkg-deb");
+    assert!(o.status.success(), "{}", describe("dpkg-deb -x", &o));
+    let installed = dir.0.join("usr/share/doc/private-registry/examples");
+    for name in ["haproxy.cfg", "nginx.conf", "behind-a-proxy.yml"] {
+        let shipped = std::fs::read(installed.join(name))
+            .unwrap_or_else(|e| panic!("{name} is not in the package's examples: {e}"));
+        let source = std::fs::read(repo_root().join("packaging/examples").join(name)).unwrap();
+        assert!(
+            shipped == source,
+            "{name} differs from packaging/examples/{name}"
+        );
+    }
+}
+
 #[test]
 fn shell_scripts_pass_shellcheck() {
     let root = repo_root();

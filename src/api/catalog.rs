@@ -14,7 +14,7 @@ pub async fn list(api: &Api, req: &Parts, visible: &(dyn Fn(&str) -> bool + Sync
         .registry
         .catalog(page.fetch(), page.last.as_deref(), visible)
         .await?;
-    let link = page.finish("/v2/_catalog", &mut repos);
+    let link = page.finish(&api.link_url(req, "/v2/_catalog"), &mut repos);
     with_link(
         json(StatusCode::OK, &json!({ "repositories": repos })),
         link,
@@ -31,7 +31,10 @@ pub async fn tags(api: &Api, req: &Parts, repo: &RepoName) -> ApiResult {
         .take(page.fetch())
         .map(str::to_string)
         .collect();
-    let link = page.finish(&format!("/v2/{repo}/tags/list"), &mut tags);
+    let link = page.finish(
+        &api.link_url(req, &format!("/v2/{repo}/tags/list")),
+        &mut tags,
+    );
     with_link(
         json(
             StatusCode::OK,

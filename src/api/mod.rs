@@ -6,6 +6,7 @@
 pub mod blobs;
 pub mod body;
 pub mod catalog;
+pub mod client;
 pub mod error;
 pub mod guard;
 pub mod health;
@@ -22,13 +23,14 @@ use crate::config::Config;
 use crate::config::security::Action;
 use crate::storage::Registry;
 use body::Body;
+use client::Client;
 use error::{ApiError, Code};
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
 use route::{Route, RouteError};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -46,6 +48,8 @@ pub struct Settings {
     pub max_page: usize,
     pub host: Option<String>,
     pub relative_urls: bool,
+    /// Whose `X-Forwarded-*` headers count (`privateregistry.trustedproxies`).
+    pub trusted_proxies: crate::config::proxies::TrustedProxies,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub max_url_bytes: usize,
     /// Served at `/ca.crt` for clients to fetch what they should trust.
@@ -79,6 +83,8 @@ impl Settings {
                 .as_ref()
                 .map(|h| h.trim_end_matches('/').to_string()),
             relative_urls: c.http.relativeurls,
+            // Validated with the rest of the configuration before this runs.
+            trusted_proxies: c.trusted_proxies().unwrap_or_default(),
             headers,
             max_url_bytes: c.privateregistry.limits.maxurlbytes,
             ca_certificate,
@@ -107,26 +113,29 @@ pub struct Api {
 
 impl Api {
     /// A URL for a `Location` header: `http.host` if set, relative if
-    /// `http.relativeurls`, otherwise built from the request's host as distribution does.
+    /// `http.relativeurls`, otherwise built from the origin the client
+    /// addressed (through a trusted proxy, the one it forwarded) as
+    /// distribution does.
     pub fn url(&self, req: &Parts, path: &str) -> String {
         if let Some(h) = &self.settings.host {
             return format!("{h}{path}");
         }
-        let host = req
-            .headers
-            .get(hyper::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri.authority().map(|a| a.as_str()));
-        match host {
-            Some(host) if !self.settings.relative_urls => {
-                let scheme = if req.extensions.get::<Tls>().is_some() {
-                    "https"
-                } else {
-                    "http"
-                };
-                format!("{scheme}://{host}{path}")
-            }
-            _ => path.to_string(),
+        if self.settings.relative_urls {
+            return path.to_string();
+        }
+        Client::of(req)
+            .url(path)
+            .unwrap_or_else(|| path.to_string())
+    }
+
+    /// A URL for a next-page `Link`: relative, as distribution sends it,
+    /// unless the public origin is known for certain (`http.host`, or a
+    /// trusted proxy's `X-Forwarded-*`); then as [`Api::url`] makes it.
+    pub fn link_url(&self, req: &Parts, path: &str) -> String {
+        if self.settings.host.is_some() || Client::of(req).forwarded {
+            self.url(req, path)
+        } else {
+            path.to_string()
         }
     }
 
@@ -149,7 +158,11 @@ pub async fn handle(
     peer: SocketAddr,
 ) -> Result<Response<Body>, std::convert::Infallible> {
     let started = Instant::now();
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let tls = parts.extensions.get::<Tls>().is_some();
+    let client = Client::resolve(&parts, peer.ip(), tls, &api.settings.trusted_proxies);
+    let ip = client.ip;
+    parts.extensions.insert(client);
     let route = route::parse(parts.uri.path());
     let kind = match (&route, parts.uri.path()) {
         (Ok(r), _) => r.kind(),
@@ -169,7 +182,7 @@ pub async fn handle(
         let resp = api.health.respond(&api.registry, &parts.method).await;
         (Caller::Anonymous, Ok(resp))
     } else {
-        match guard::identify(&api, &parts, peer.ip()).await {
+        match guard::identify(&api, &parts, ip).await {
             Ok(c) => {
                 let r = dispatch(&api, &c, &parts, body, route).await;
                 (c, r)
@@ -196,7 +209,7 @@ pub async fn handle(
             h.append(k, v.clone());
         }
     }
-    log_request(&parts, &resp, peer, caller.log_name(), started);
+    log_request(&parts, &resp, ip, caller.log_name(), started);
     Ok(resp)
 }
 
@@ -380,14 +393,14 @@ pub fn header<'a>(req: &'a Parts, name: &str) -> Option<&'a str> {
     req.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn log_request(req: &Parts, resp: &Response<Body>, peer: SocketAddr, user: &str, started: Instant) {
+fn log_request(req: &Parts, resp: &Response<Body>, client: IpAddr, user: &str, started: Instant) {
     let bytes = resp
         .headers()
         .get("Content-Length")
         .and_then(|v| v.to_str().ok()?.parse().ok());
     let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
     crate::logging::access(&crate::logging::Access {
-        client: peer.ip(),
+        client,
         user,
         method: req.method.as_str(),
         target,

@@ -53,13 +53,13 @@ impl Page {
     }
 
     /// Cuts `items` (one more than a page, if there is more) to the page, and
-    /// returns the `Link` header for the next page when there is one.
-    pub fn finish(&self, path: &str, items: &mut Vec<String>) -> Option<String> {
+    /// returns the `Link` header for the next page of `url` when there is one.
+    pub fn finish(&self, url: &str, items: &mut Vec<String>) -> Option<String> {
         if items.len() <= self.n {
             return None;
         }
         items.truncate(self.n);
         let last = items.last()?;
-        Some(format!("<{path}?last={last}&n={}>; rel=\"next\"", self.n))
+        Some(format!("<{url}?last={last}&n={}>; rel=\"next\"", self.n))
     }
 }

@@ -9,6 +9,7 @@ pub mod debug;
 pub mod duration;
 pub mod env;
 pub mod listeners;
+pub mod proxies;
 pub mod s3;
 pub mod security;
 mod suggest;
@@ -408,6 +409,9 @@ pub struct Ours {
     /// by other processes (`garbage-collect`); the daemon's own pushes and
     /// deletes are counted within a second.
     pub usagerescan: GoDuration,
+    /// The reverse proxies whose `X-Forwarded-*` headers are believed
+    /// (addresses or CIDR blocks); none by default.
+    pub trustedproxies: Vec<String>,
     /// The built-in web UI under `/ui/` (distribution has no such key).
     pub ui: Ui,
     /// Garbage collection run by the daemon on a schedule (off by default).
@@ -441,6 +445,7 @@ impl Default for Ours {
             awaitcertificate: false,
             cacertificate: None,
             usagerescan: GoDuration(Duration::from_secs(60)),
+            trustedproxies: vec![],
             ui: Ui::default(),
             gc: ScheduledGc::default(),
         }
@@ -504,12 +509,14 @@ impl Config {
                 "{key}: distribution section accepted but not used by this registry"
             ));
         }
+        self.warn_unshared_secret(warnings);
         all([
             self.validate_version(warnings),
             self.validate_supported(),
             self.storage.validate(warnings),
             self.validate_security(warnings),
             self.validate_http(),
+            self.trusted_proxies().map(drop),
             self.privateregistry.gc.validate(),
             positive(
                 "privateregistry.usagerescan",
@@ -582,6 +589,35 @@ impl Config {
             ));
         }
         all(wrong.into_iter().map(Err))
+    }
+
+    /// `http.secret` keys what must verify on any node serving the same
+    /// name. Only a bucket is shared by several nodes, so only then does a
+    /// missing secret break something.
+    fn warn_unshared_secret(&self, warnings: &mut Vec<String>) {
+        if self.storage.s3.is_some() && self.secret().is_none() {
+            warnings.push(
+                "http.secret: not set, and storage.s3 lets several nodes serve one bucket: each node then makes its own random key for the web UI's delete confirmations, so a confirmation page shown by one node is refused (403) by another, and by the same node after a restart; set the same http.secret on every node (blob uploads keep their state in the bucket and work across nodes either way)"
+                    .into(),
+            );
+        }
+    }
+
+    /// `http.secret`, if set and not empty; a number or boolean is taken as
+    /// written, as distribution reads the key into a string.
+    pub fn secret(&self) -> Option<String> {
+        let text = match self.http.secret.as_ref()? {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            _ => return None,
+        };
+        Some(text).filter(|s| !s.is_empty())
+    }
+
+    /// `privateregistry.trustedproxies`, parsed.
+    pub fn trusted_proxies(&self) -> Result<proxies::TrustedProxies, ConfigError> {
+        proxies::TrustedProxies::parse(&self.privateregistry.trustedproxies)
     }
 
     fn validate_security(&self, warnings: &mut Vec<String>) -> Result<(), ConfigError> {
@@ -679,6 +715,11 @@ impl Config {
             None => v["storage"]["filesystem"]["rootdirectory"] = effective(self.root_directory()),
         }
         v["http"]["draintimeout"] = effective(GoDuration(self.drain_timeout()));
+        if self.secret().is_some() {
+            // It keys the UI's delete tokens: output that gets pasted into
+            // tickets must not carry it.
+            v["http"]["secret"] = "********".into();
+        }
         serde_yaml_ng::to_string(&v).unwrap_or_default()
     }
 }

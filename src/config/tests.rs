@@ -386,3 +386,71 @@ fn read_only_mode_is_accepted() {
             .enabled
     );
 }
+
+#[test]
+fn trusted_proxies_are_none_by_default_and_mistakes_name_the_entry() {
+    let l = parse("version: 0.1\n").unwrap();
+    assert!(l.config.trusted_proxies().unwrap().is_empty());
+    assert!(l.config.to_yaml().contains("trustedproxies: []"));
+    let l =
+        parse("version: 0.1\nprivateregistry:\n  trustedproxies: [127.0.0.1, 10.0.0.0/8, '::1']\n")
+            .unwrap();
+    let t = l.config.trusted_proxies().unwrap();
+    assert!(t.trusts("10.9.8.7".parse().unwrap()) && !t.trusts("127.0.0.2".parse().unwrap()));
+    let e = parse("version: 0.1\nprivateregistry:\n  trustedproxies: [127.0.0.1, lb.local]\n")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.starts_with("privateregistry.trustedproxies[1]: expected an address or a CIDR block"),
+        "{e}"
+    );
+    assert_eq!(
+        error_keys("version: 0.1\nprivateregistry:\n  trustedproxies: 10.0.0.0/8\n"),
+        ["privateregistry.trustedproxies"]
+    );
+    let vars = [(
+        "REGISTRY_PRIVATEREGISTRY_TRUSTEDPROXIES".to_string(),
+        "[192.0.2.0/24]".to_string(),
+    )];
+    let l = Config::parse("version: 0.1\n", "t", vars).unwrap();
+    assert!(
+        l.config
+            .trusted_proxies()
+            .unwrap()
+            .trusts("192.0.2.9".parse().unwrap())
+    );
+}
+
+#[test]
+fn a_bucket_without_http_secret_warns_what_breaks() {
+    let secret_warning = |l: &Loaded| {
+        l.warnings
+            .iter()
+            .find(|w| w.starts_with("http.secret:"))
+            .cloned()
+    };
+    let w = secret_warning(&parse(S3).unwrap()).expect("a warning");
+    assert!(
+        w.contains("delete confirmations") && w.contains("same http.secret on every node"),
+        "{w}"
+    );
+    let with_secret = S3.replace("http:\n", "http:\n  secret: shared-by-all-nodes\n");
+    let shown = parse(&with_secret).unwrap().config.to_yaml();
+    assert!(
+        !shown.contains("shared-by-all-nodes") && shown.contains("secret: '********'"),
+        "{shown}"
+    );
+    assert_eq!(secret_warning(&parse(&with_secret).unwrap()), None);
+    let number = S3.replace("http:\n", "http:\n  secret: 123456789\n");
+    let l = parse(&number).unwrap();
+    assert_eq!(secret_warning(&l), None);
+    assert_eq!(l.config.secret().as_deref(), Some("123456789"));
+    let empty = S3.replace("http:\n", "http:\n  secret: ''\n");
+    assert!(secret_warning(&parse(&empty).unwrap()).is_some());
+    assert_eq!(
+        secret_warning(&parse("version: 0.1\n").unwrap()),
+        None,
+        "one node's disk"
+    );
+}

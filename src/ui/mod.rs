@@ -36,7 +36,7 @@ impl UiSettings {
     pub fn from_config(c: &Config) -> UiSettings {
         UiSettings {
             enabled: c.privateregistry.ui.enabled,
-            key: csrf::Key::new(c.http.secret.as_ref().and_then(|s| s.as_str())),
+            key: csrf::Key::new(c.secret().as_deref()),
         }
     }
 }
@@ -115,14 +115,14 @@ impl Ctx<'_> {
     }
 
     /// The `host[:port]` clients pull from: `http.host` if set, else the
-    /// request's `Host`.
+    /// host the browser addressed (through a trusted proxy, the one it forwarded).
     pub fn registry_host(&self) -> String {
         let from_config = self.api.settings.host.as_deref().map(|h| {
             let h = h.split_once("://").map_or(h, |(_, rest)| rest);
             h.split('/').next().unwrap_or(h).to_string()
         });
         from_config
-            .or_else(|| crate::api::header(self.req, "host").map(str::to_string))
+            .or_else(|| crate::api::client::Client::of(self.req).host.clone())
             .unwrap_or_else(|| "localhost".to_string())
     }
 

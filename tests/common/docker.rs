@@ -304,3 +304,114 @@ impl Dockerd {
         image
     }
 }
+
+/// A directory holding `ca.crt`, the form skopeo's and podman's
+/// `--cert-dir` and Docker's `certs.d` take a CA in.
+pub fn cert_dir(at: &Path, ca: &Path) -> PathBuf {
+    std::fs::create_dir_all(at).unwrap();
+    std::fs::copy(ca, at.join("ca.crt")).unwrap();
+    at.to_path_buf()
+}
+
+const HOSTS: &str = "/etc/hosts";
+/// Ends every line we add, with our pid after it, so a later run can tell
+/// lines left by a killed run from anyone else's.
+const HOSTS_MARK: &str = "# private-registry e2e_tls, pid ";
+
+/// A line in /etc/hosts mapping a name to `::1` (Docker skips certificate
+/// checks for registries on 127.0.0.0/8, so its tests use a name; needs root), taken out again when
+/// dropped, panics included.
+pub struct HostsEntry {
+    line: String,
+}
+
+impl HostsEntry {
+    pub fn add(name: &str) -> HostsEntry {
+        let line = format!("::1 {name} {HOSTS_MARK}{}", std::process::id());
+        edit_hosts(|lines| {
+            lines.retain(|l| !left_by_dead_run(l));
+            lines.push(line.clone());
+        });
+        HostsEntry { line }
+    }
+}
+
+impl Drop for HostsEntry {
+    fn drop(&mut self) {
+        edit_hosts(|lines| lines.retain(|l| *l != self.line));
+    }
+}
+
+/// A line of ours whose process is gone: SIGKILL skips destructors.
+fn left_by_dead_run(line: &str) -> bool {
+    line.split_once(HOSTS_MARK)
+        .and_then(|(_, pid)| pid.trim().parse::<u32>().ok())
+        .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+}
+
+/// Rewrites /etc/hosts through a file renamed over it, so that no resolver
+/// ever reads half of it; its other lines and its mode stay as they were.
+fn edit_hosts(f: impl FnOnce(&mut Vec<String>)) {
+    // Tests of one binary run on threads: one edit at a time.
+    static ONE_EDIT: Mutex<()> = Mutex::new(());
+    let _one = ONE_EDIT.lock().unwrap_or_else(|e| e.into_inner());
+    let text = std::fs::read_to_string(HOSTS).unwrap_or_else(|e| panic!("read {HOSTS}: {e}"));
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    f(&mut lines);
+    let mut new = lines.join("\n");
+    new.push('\n');
+    let perms = std::fs::metadata(HOSTS).unwrap().permissions();
+    let tmp = PathBuf::from(format!("/etc/.hosts.e2e-tls-{}", std::process::id()));
+    let mut file = std::fs::File::create(&tmp)
+        .unwrap_or_else(|e| panic!("create {} ({e}): this test needs root", tmp.display()));
+    file.write_all(new.as_bytes()).unwrap();
+    file.set_permissions(perms).unwrap();
+    file.sync_all().unwrap();
+    match std::fs::rename(&tmp, HOSTS) {
+        Ok(()) => {}
+        // Inside a container /etc/hosts is a bind mount, which cannot be
+        // replaced, only rewritten in place.
+        Err(e) if e.kind() == std::io::ErrorKind::ResourceBusy => {
+            let _ = std::fs::remove_file(&tmp);
+            std::fs::write(HOSTS, new).unwrap();
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            panic!("replace {HOSTS}: {e}");
+        }
+    }
+}
+
+/// The CA installed where the engine looks for a registry's CA,
+/// `/etc/docker/certs.d/HOST:PORT/ca.crt`, removed again when dropped
+/// along with any parent directory this made.
+pub struct DockerCa {
+    dir: PathBuf,
+    made_parents: Vec<PathBuf>,
+}
+
+impl DockerCa {
+    pub fn install(host_port: &str, ca: &Path) -> DockerCa {
+        let certs_d = Path::new("/etc/docker/certs.d");
+        let made_parents = [certs_d, Path::new("/etc/docker")]
+            .into_iter()
+            .filter(|d| !d.exists())
+            .map(Path::to_path_buf)
+            .collect();
+        let guard = DockerCa {
+            dir: certs_d.join(host_port),
+            made_parents,
+        };
+        cert_dir(&guard.dir, ca);
+        guard
+    }
+}
+
+impl Drop for DockerCa {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        for d in &self.made_parents {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
