@@ -76,7 +76,8 @@ pub async fn run(
     let registry = Arc::new(
         Registry::new(driver)
             .with_upload_limit(limit)
-            .with_read_only(read_only),
+            .with_read_only(read_only)
+            .with_blob_cache(config.storage.blob_descriptor_cache()),
     );
     registry
         .check()
@@ -160,6 +161,44 @@ pub async fn run(
         c.stop(drain).await;
     }
     result
+}
+
+/// How recently a balancer must have asked `/healthz` for a shutdown to
+/// wait for it.
+const BALANCER_SEEN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Makes `/healthz` fail, then, if a balancer is checking it, keeps
+/// accepting and serving for `privateregistry.shutdowndelay` so the
+/// balancer stops sending requests here before the listeners close:
+/// otherwise a request it sends meanwhile meets a refused connection or a
+/// closed keep-alive one, which it can retry only if it kept the body.
+async fn announce_shutdown(
+    mut incoming: mpsc::Receiver<listen::Accepted>,
+    state: &State,
+    threads: &threads::Threads,
+) -> mpsc::Receiver<listen::Accepted> {
+    crate::api::health::begin_draining();
+    let delay = state.config.privateregistry.shutdowndelay.0;
+    if delay.is_zero() || !crate::api::health::asked_within(BALANCER_SEEN) {
+        return incoming;
+    }
+    log::info!(
+        "shutting down: /healthz fails now; serving {delay:?} more for the load balancer to notice"
+    );
+    let until = tokio::time::sleep(delay);
+    let mut until = std::pin::pin!(until);
+    loop {
+        tokio::select! {
+            c = incoming.recv() => match c {
+                Some(c) => {
+                    let shared = state.shared.clone();
+                    threads.spawn(move || connection::serve(shared, c));
+                }
+                None => return incoming,
+            },
+            _ = &mut until => return incoming,
+        }
+    }
 }
 
 /// Takes the sockets systemd passed, or binds the configured addresses.
@@ -329,6 +368,7 @@ async fn serve(
         w.abort();
     }
     systemd::stopping();
+    let incoming = announce_shutdown(incoming, &state, threads).await;
     // Closing the channel stops every accept loop and releases the sockets.
     drop(incoming);
     let drain = state.config.drain_timeout();

@@ -3,11 +3,13 @@
 //! deliberately minimal HTTP/1.1 client (so tests can send malformed requests).
 #![allow(dead_code)]
 
+pub mod conformance;
 pub mod distribution;
-pub mod front;
 pub mod docker;
+pub mod front;
 pub mod images;
 pub mod metrics;
+pub mod nodes;
 pub mod oci;
 pub mod s3;
 pub mod store;
