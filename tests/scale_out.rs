@@ -249,6 +249,54 @@ fn one_push_spreads_over_the_nodes_and_every_node_sees_its_result_at_once() {
     }
 }
 
+/// One writer's share of the read-your-writes check: `rounds` updates of
+/// tag `tag`, each read back at once on the next node; the stale answers.
+fn updates_read_back(
+    n: &Nodes,
+    tag: &str,
+    rounds: usize,
+    images: &[(String, Vec<u8>)],
+) -> Vec<String> {
+    let nodes = n.nodes.len();
+    let mut stale = vec![];
+    let target = format!("/v2/rw/app/manifests/{tag}");
+    for i in 0..rounds {
+        // The updates cycle through "points at a", "points at b", "gone".
+        let (writer, reader) = (i % nodes, (i + 1) % nodes);
+        let want = images.get(i % 3);
+        let r = match want {
+            Some((_, body)) => n
+                .node_req(writer, "PUT", &target)
+                .header("Content-Type", OCI_MANIFEST)
+                .body(body.clone())
+                .send(),
+            None => n.node_req(writer, "DELETE", &target).send(),
+        };
+        assert!(
+            matches!(r.status, 201 | 202),
+            "{tag} update {i}: {} {}",
+            r.status,
+            r.text()
+        );
+        let got = get_manifest(n.server(reader), "rw/app", tag);
+        let answered = (got.status == 200).then(|| sha256(&got.body));
+        if answered.as_ref() != want.map(|(d, _)| d) {
+            stale.push(format!(
+                "{tag} round {i}: node {reader} answered {}",
+                got.status
+            ));
+        }
+        // The tag list too, now and then (it lists the whole repository).
+        if i % 10 == 0 {
+            let listed = tags(n.server(reader), "rw/app").contains(&tag.to_string());
+            if listed != want.is_some() {
+                stale.push(format!("{tag} round {i}: node {reader} lists it: {listed}"));
+            }
+        }
+    }
+    stale
+}
+
 #[test]
 fn read_your_writes_across_nodes_a_thousand_times() {
     let Some((_serial, n)) = start("read_your_writes_across_nodes_a_thousand_times", &[], "")
@@ -256,57 +304,36 @@ fn read_your_writes_across_nodes_a_thousand_times() {
         return;
     };
     let front = n.front_server();
-    let a = push_image(&front, "rw/app", "seed-a", "a");
-    let b = push_image(&front, "rw/app", "seed-b", "b");
-    let nodes = n.nodes.len();
-    let (mut stale, mut rounds) = (vec![], 0);
+    let images: Vec<(String, Vec<u8>)> = ["a", "b"]
+        .iter()
+        .map(|seed| {
+            let d = push_image(&front, "rw/app", &format!("seed-{seed}"), seed);
+            (
+                d,
+                get_manifest(&front, "rw/app", &format!("seed-{seed}")).body,
+            )
+        })
+        .collect();
+    // Four writers on four tags at once, 250 updates each: a thousand.
     let started = Instant::now();
-    for i in 0..1000usize {
-        // Written on one node, read on the next; the updates cycle through
-        // "points at a", "points at b", "gone".
-        let (writer, reader) = (i % nodes, (i + 1) % nodes);
-        let want = match i % 3 {
-            0 => Some(&a),
-            1 => Some(&b),
-            _ => None,
-        };
-        let r = match want {
-            Some(d) => {
-                let m = get_manifest(n.server(writer), "rw/app", d);
-                n.node_req(writer, "PUT", "/v2/rw/app/manifests/t")
-                    .header("Content-Type", OCI_MANIFEST)
-                    .body(m.body)
-                    .send()
-            }
-            None => n
-                .node_req(writer, "DELETE", "/v2/rw/app/manifests/t")
-                .send(),
-        };
-        assert!(
-            matches!(r.status, 201 | 202),
-            "update {i}: {} {}",
-            r.status,
-            r.text()
-        );
-        let got = get_manifest(n.server(reader), "rw/app", "t");
-        let answered = (got.status == 200).then(|| sha256(&got.body));
-        if answered.as_ref() != want {
-            stale.push((i, want.cloned(), got.status));
-        }
-        let listed = tags(n.server(reader), "rw/app").contains(&"t".to_string());
-        if listed != want.is_some() {
-            stale.push((i, want.cloned(), 0));
-        }
-        rounds += 1;
-    }
+    let n = &n;
+    let stale: Vec<String> = std::thread::scope(|scope| {
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let images = &images;
+                scope.spawn(move || updates_read_back(n, &format!("t{w}"), 250, images))
+            })
+            .collect();
+        writers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
     eprintln!(
-        "{rounds} updates, each read back on another node: {:?}",
+        "1000 updates, each read back on another node: {:?}",
         started.elapsed()
     );
-    assert!(
-        stale.is_empty(),
-        "stale answers (round, wanted, status): {stale:?}"
-    );
+    assert!(stale.is_empty(), "stale answers: {stale:#?}");
 }
 
 #[test]
@@ -654,7 +681,7 @@ fn collection_on_one_node_with_killed_collectors_loses_no_blob_of_a_pushed_image
                     .stderr(Stdio::null())
                     .spawn()
                     .unwrap();
-                std::thread::sleep(Duration::from_millis(100 + rng.below(400)));
+                std::thread::sleep(Duration::from_millis(100 + rng.below(1400)));
                 if child.try_wait().unwrap().is_none() {
                     child.kill().unwrap();
                     killed += 1;
@@ -669,17 +696,18 @@ fn collection_on_one_node_with_killed_collectors_loses_no_blob_of_a_pushed_image
     // Pushes through nodes 1 and 2; most images deleted again (through the
     // other one) so the collections have something to take.
     let mut kept = vec![];
-    let until = Instant::now() + Duration::from_secs(10);
-    let mut i = 0u64;
-    while Instant::now() < until {
+    let (mut acked, mut i) = (0, 0u64);
+    while acked < 9 {
         i += 1;
+        assert!(i < 40, "pushes refused again and again");
         let (pusher, deleter) = if i % 2 == 0 { (1, 2) } else { (2, 1) };
         let tag = format!("gc-{i}");
         let Some(d) = push_sharing(n.server(pusher), "busy", &tag, seed + i, &pool) else {
             continue;
         };
+        acked += 1;
         pulls_completely(n.server(deleter), "busy", &tag, &d);
-        if i % 3 == 0 {
+        if acked % 3 == 0 {
             kept.push((tag, d));
         } else {
             let r = n
@@ -695,7 +723,6 @@ fn collection_on_one_node_with_killed_collectors_loses_no_blob_of_a_pushed_image
         kept.len()
     );
     assert!(killed > 0, "no collector was killed mid-run");
-    assert!(kept.len() >= 3, "too few images kept: {}", kept.len());
     let front = n.front_server();
     for (tag, d) in &kept {
         pulls_completely(&front, "busy", tag, d);
