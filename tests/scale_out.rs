@@ -387,7 +387,10 @@ fn docker_skopeo_and_docker_search_work_through_the_balancer() {
         "one push's uploads all on one node: {uploads:?}"
     );
     dk.docker(&["rmi", &reference, "scale/base:src"]);
-    dk.docker(&["rmi", &third, &second]);
+    assert!(
+        !dk.try_docker(&["image", "inspect", &third]).status.success(),
+        "the image is still there after rmi"
+    );
     let out = dk.docker(&["pull", &reference]);
     assert!(out.contains(&digest), "{out}");
     let after = dk.inspect(&reference);
