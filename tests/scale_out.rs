@@ -388,7 +388,9 @@ fn docker_skopeo_and_docker_search_work_through_the_balancer() {
     );
     dk.docker(&["rmi", &reference, "scale/base:src"]);
     assert!(
-        !dk.try_docker(&["image", "inspect", &third]).status.success(),
+        !dk.try_docker(&["image", "inspect", &third])
+            .status
+            .success(),
         "the image is still there after rmi"
     );
     let out = dk.docker(&["pull", &reference]);
@@ -590,18 +592,22 @@ fn a_rolling_restart_under_load_fails_no_request() {
     let stop = Arc::new(AtomicBool::new(false));
     let failures = Arc::new(Mutex::new(vec![]));
     let done = Arc::new(AtomicU64::new(0));
-    let puller = {
-        let (stop, failures, done, addr) = (stop.clone(), failures.clone(), done.clone(), n.addr);
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::SeqCst) {
-                let codes = curl_pull(addr, "load/app", "1", &blobs);
-                done.fetch_add(codes.len() as u64, Ordering::SeqCst);
-                if codes.len() != blobs.len() + 1 || codes.iter().any(|c| c != "200") {
-                    failures.lock().unwrap().push(format!("pull: {codes:?}"));
+    // Two pullers, each several requests per keep-alive connection.
+    let pullers: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, failures, done) = (stop.clone(), failures.clone(), done.clone());
+            let (addr, blobs) = (n.addr, blobs.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let codes = curl_pull(addr, "load/app", "1", &blobs);
+                    done.fetch_add(codes.len() as u64, Ordering::SeqCst);
+                    if codes.len() != blobs.len() + 1 || codes.iter().any(|c| c != "200") {
+                        failures.lock().unwrap().push(format!("pull: {codes:?}"));
+                    }
                 }
-            }
+            })
         })
-    };
+        .collect();
     let pusher = {
         let (stop, failures, done, front) = (
             stop.clone(),
@@ -638,7 +644,9 @@ fn a_rolling_restart_under_load_fails_no_request() {
         assert!(during > 0, "no load while node {i} restarted");
     }
     stop.store(true, Ordering::SeqCst);
-    puller.join().unwrap();
+    for p in pullers {
+        p.join().unwrap();
+    }
     let acked = pusher.join().unwrap();
     let failures = failures.lock().unwrap().clone();
     eprintln!(
