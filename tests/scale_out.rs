@@ -287,7 +287,7 @@ fn updates_read_back(
             ));
         }
         // The tag list too, now and then (it lists the whole repository).
-        if i % 10 == 0 {
+        if i % 20 == 0 {
             let listed = tags(n.server(reader), "rw/app").contains(&tag.to_string());
             if listed != want.is_some() {
                 stale.push(format!("{tag} round {i}: node {reader} lists it: {listed}"));
@@ -298,9 +298,12 @@ fn updates_read_back(
 }
 
 #[test]
-fn read_your_writes_across_nodes_a_thousand_times() {
-    let Some((_serial, n)) = start("read_your_writes_across_nodes_a_thousand_times", &[], "")
-    else {
+fn read_your_writes_across_nodes_over_a_thousand_requests() {
+    let Some((_serial, n)) = start(
+        "read_your_writes_across_nodes_over_a_thousand_requests",
+        &[],
+        "",
+    ) else {
         return;
     };
     let front = n.front_server();
@@ -314,14 +317,15 @@ fn read_your_writes_across_nodes_a_thousand_times() {
             )
         })
         .collect();
-    // Four writers on four tags at once, 250 updates each: a thousand.
+    // A thousand requests, updates and reads alternating: five writers on
+    // five tags at once, 100 updates each, every one read back.
     let started = Instant::now();
     let n = &n;
     let stale: Vec<String> = std::thread::scope(|scope| {
-        let writers: Vec<_> = (0..4)
+        let writers: Vec<_> = (0..5)
             .map(|w| {
                 let images = &images;
-                scope.spawn(move || updates_read_back(n, &format!("t{w}"), 250, images))
+                scope.spawn(move || updates_read_back(n, &format!("t{w}"), 100, images))
             })
             .collect();
         writers
