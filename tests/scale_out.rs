@@ -484,9 +484,11 @@ fn a_node_killed_mid_push_loses_nothing_acknowledged_nor_does_a_garage_node() {
     };
     let stop = Arc::new(AtomicBool::new(false));
     let retries = Arc::new(AtomicU64::new(0));
+    let acked_so_far = Arc::new(AtomicU64::new(0));
     let pushers: Vec<_> = (0..3u64)
         .map(|t| {
-            let (front, stop, retries) = (n.front_server(), stop.clone(), retries.clone());
+            let (front, stop) = (n.front_server(), stop.clone());
+            let (retries, count) = (retries.clone(), acked_so_far.clone());
             std::thread::spawn(move || {
                 let mut acked = vec![];
                 let mut i = 0;
@@ -507,21 +509,26 @@ fn a_node_killed_mid_push_loses_nothing_acknowledged_nor_does_a_garage_node() {
                         }
                     };
                     acked.push((tag, d));
+                    count.fetch_add(1, Ordering::SeqCst);
                 }
                 acked
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(1500));
+    // The kill comes with pushes under way, and as many are acknowledged
+    // after it as before.
+    let acked_by = |k: u64| wait_for(120, || acked_so_far.load(Ordering::SeqCst) >= k);
+    assert!(acked_by(4), "no pushes before the kill");
     n.kill(1);
-    std::thread::sleep(Duration::from_secs(3));
+    let before = acked_so_far.load(Ordering::SeqCst);
+    assert!(acked_by(before + 6), "pushes stopped after the kill");
     stop.store(true, Ordering::SeqCst);
     let acked: Vec<(String, String)> = pushers
         .into_iter()
         .flat_map(|p| p.join().expect("a pusher gave up"))
         .collect();
     eprintln!(
-        "{} pushes acknowledged, {} attempts retried",
+        "{} pushes acknowledged ({before} before the kill), {} attempts retried",
         acked.len(),
         retries.load(Ordering::SeqCst)
     );

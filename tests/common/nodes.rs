@@ -69,7 +69,7 @@ pub fn haproxy_config(listen: SocketAddr, backends: &[SocketAddr]) -> String {
     format!(
         "global\n    log stderr format raw local0 info\n    maxconn 500\n\
 defaults\n    mode http\n    log global\n    option httplog\n\
-    timeout connect 2s\n    timeout client 120s\n    timeout server 120s\n\
+    timeout connect 2s\n    timeout check 3s\n    timeout client 120s\n    timeout server 120s\n\
     timeout http-request 30s\n    retries 3\n    option redispatch 1\n\
     retry-on conn-failure empty-response junk-response response-timeout 502 503 504\n\
 frontend registry\n    bind {listen}\n    default_backend nodes\n\
