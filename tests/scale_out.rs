@@ -691,16 +691,17 @@ fn collection_on_one_node_with_killed_collectors_loses_no_blob_of_a_pushed_image
         .collect();
     // Collectors with node 0's configuration, killed at random moments.
     let stop = Arc::new(AtomicBool::new(false));
+    let said = Arc::new(Mutex::new(String::new()));
     let killer = {
-        let stop = stop.clone();
+        let (stop, said) = (stop.clone(), said.clone());
         let config = n.config_path(0);
         std::thread::spawn(move || {
             let mut rng = Rng::new(seed);
             let (mut killed, mut finished) = (0, 0);
             while !stop.load(Ordering::SeqCst) {
                 let mut child = collector(&config)
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
                     .spawn()
                     .unwrap();
                 std::thread::sleep(Duration::from_millis(100 + rng.below(1400)));
@@ -710,7 +711,10 @@ fn collection_on_one_node_with_killed_collectors_loses_no_blob_of_a_pushed_image
                 } else {
                     finished += 1;
                 }
-                child.wait().unwrap();
+                let out = child.wait_with_output().unwrap();
+                let mut said = said.lock().unwrap();
+                said.push_str(&String::from_utf8_lossy(&out.stdout));
+                said.push_str(&String::from_utf8_lossy(&out.stderr));
             }
             (killed, finished)
         })
@@ -728,7 +732,9 @@ fn collection_on_one_node_with_killed_collectors_loses_no_blob_of_a_pushed_image
             continue;
         };
         acked += 1;
-        pulls_completely(n.server(deleter), "busy", &tag, &d);
+        explained(&n, &said, || {
+            pulls_completely(n.server(deleter), "busy", &tag, &d)
+        });
         if acked % 3 == 0 {
             kept.push((tag, d));
         } else {
@@ -747,7 +753,7 @@ fn collection_on_one_node_with_killed_collectors_loses_no_blob_of_a_pushed_image
     assert!(killed > 0, "no collector was killed mid-run");
     let front = n.front_server();
     for (tag, d) in &kept {
-        pulls_completely(&front, "busy", tag, d);
+        explained(&n, &said, || pulls_completely(&front, "busy", tag, d));
     }
     // A killed collector's marker counts for 10 s in a bucket
     // (src/storage/condemn.rs); then a full collection, and still nothing
@@ -761,9 +767,41 @@ fn collection_on_one_node_with_killed_collectors_loses_no_blob_of_a_pushed_image
     );
     for (tag, d) in &kept {
         for i in 0..n.nodes.len() {
-            pulls_completely(n.server(i), "busy", tag, d);
+            explained(&n, &said, || pulls_completely(n.server(i), "busy", tag, d));
         }
     }
+}
+
+/// Runs `check`; should it fail, prints what the collectors and the nodes
+/// said about the digests named in its message first.
+fn explained(n: &Nodes, said: &Mutex<String>, check: impl FnOnce()) {
+    let Err(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(check)) else {
+        return;
+    };
+    let message = e.downcast_ref::<String>().cloned().unwrap_or_default();
+    let said = said.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for d in message
+        .split_whitespace()
+        .filter(|w| w.starts_with("sha256:"))
+    {
+        let hex = d.trim_start_matches("sha256:");
+        eprintln!("--- collectors on {d}:");
+        said.lines()
+            .filter(|l| l.contains(hex))
+            .for_each(|l| eprintln!("{l}"));
+        for (i, node) in n.nodes.iter().enumerate() {
+            let log = node
+                .server
+                .as_ref()
+                .map(Server::log_text)
+                .unwrap_or_default();
+            eprintln!("--- node {i} on {d}:");
+            log.lines()
+                .filter(|l| l.contains(hex))
+                .for_each(|l| eprintln!("{l}"));
+        }
+    }
+    std::panic::resume_unwind(e);
 }
 
 /// `private-registry garbage-collect --delete-untagged --grace 1s` on `config`.
