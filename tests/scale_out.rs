@@ -562,6 +562,39 @@ fn a_node_killed_mid_push_loses_nothing_acknowledged_nor_does_a_garage_node() {
     pulls_completely(&front, "kill/app", tag, d);
 }
 
+/// Uploads `count` new blobs of 64 KiB (more than HAProxy buffers, so it
+/// cannot retry them itself) to `repo` through `front` with curl, one after
+/// the other on one keep-alive connection; the status codes.
+fn curl_uploads(
+    front: std::net::SocketAddr,
+    repo: &str,
+    work: &std::path::Path,
+    seed: u64,
+) -> Vec<String> {
+    let mut cmd = Command::new("curl");
+    for k in 0..4 {
+        let data = random_bytes(64 << 10, seed * 4 + k);
+        let file = work.join(format!("upload-{k}"));
+        std::fs::write(&file, &data).unwrap();
+        if k > 0 {
+            cmd.arg("--next");
+        }
+        cmd.args(["-s", "-u", &format!("{}:{}", USER.0, USER.1)])
+            .args(["-H", "Content-Type: application/octet-stream"])
+            .args(["--data-binary", &format!("@{}", file.display())])
+            .args(["-o", "/dev/null", "-w", "%{http_code}\\n"])
+            .arg(format!(
+                "http://{front}/v2/{repo}/blobs/uploads/?digest={}",
+                sha256(&data)
+            ));
+    }
+    let out = cmd.stderr(Stdio::null()).output().expect("curl runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 /// Pulls `repo:tag` through `front` with curl, several requests on one
 /// keep-alive connection (as a client's pool does); the status codes.
 fn curl_pull(front: std::net::SocketAddr, repo: &str, tag: &str, blobs: &[String]) -> Vec<String> {
@@ -641,6 +674,22 @@ fn a_rolling_restart_under_load_fails_no_request() {
             acked
         })
     };
+    // And uploads on keep-alive connections.
+    let uploader = {
+        let (stop, failures, done, addr) = (stop.clone(), failures.clone(), done.clone(), n.addr);
+        std::thread::spawn(move || {
+            let work = TempDir::new("uploads");
+            let mut round = 0;
+            while !stop.load(Ordering::SeqCst) {
+                round += 1;
+                let codes = curl_uploads(addr, "load/uploads", &work.0, round);
+                done.fetch_add(codes.len() as u64, Ordering::SeqCst);
+                if codes.len() != 4 || codes.iter().any(|c| c != "201") {
+                    failures.lock().unwrap().push(format!("uploads: {codes:?}"));
+                }
+            }
+        })
+    };
     for i in 0..n.nodes.len() {
         let before = done.load(Ordering::SeqCst);
         let (status, log) = n.terminate(i);
@@ -658,6 +707,7 @@ fn a_rolling_restart_under_load_fails_no_request() {
     for p in pullers {
         p.join().unwrap();
     }
+    uploader.join().unwrap();
     let acked = pusher.join().unwrap();
     let failures = failures.lock().unwrap().clone();
     eprintln!(
