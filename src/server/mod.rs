@@ -1,7 +1,8 @@
 //! The daemon: checks storage, loads certificates and users, takes its
 //! listeners from systemd or binds them, tells systemd when it is ready, and
-//! serves until SIGTERM/SIGINT, then lets in-flight requests finish within
-//! `http.draintimeout`. SIGHUP re-reads the configuration, the htpasswd file
+//! serves until SIGTERM/SIGINT, then (behind a load balancer, for
+//! `privateregistry.shutdowndelay`) fails `/healthz` while still serving,
+//! and lets in-flight requests finish within `http.draintimeout`. SIGHUP re-reads the configuration, the htpasswd file
 //! and the certificates without dropping connections; SIGUSR1 reopens the
 //! access log.
 
@@ -163,6 +164,12 @@ pub async fn run(
     result
 }
 
+/// Serves an accepted connection on a connection thread.
+fn hand_off(shared: &Arc<Shared>, threads: &threads::Threads, c: listen::Accepted) {
+    let shared = shared.clone();
+    threads.spawn(move || connection::serve(shared, c));
+}
+
 /// How recently a balancer must have asked `/healthz` for a shutdown to
 /// wait for it.
 const BALANCER_SEEN: std::time::Duration = std::time::Duration::from_secs(60);
@@ -190,10 +197,7 @@ async fn announce_shutdown(
     loop {
         tokio::select! {
             c = incoming.recv() => match c {
-                Some(c) => {
-                    let shared = state.shared.clone();
-                    threads.spawn(move || connection::serve(shared, c));
-                }
+                Some(c) => hand_off(&state.shared, threads, c),
                 None => return incoming,
             },
             _ = &mut until => return incoming,
@@ -340,10 +344,7 @@ async fn serve(
     loop {
         tokio::select! {
             c = incoming.recv() => match c {
-                Some(c) => {
-                    let shared = state.shared.clone();
-                    threads.spawn(move || connection::serve(shared, c));
-                }
+                Some(c) => hand_off(&state.shared, threads, c),
                 None => break,
             },
             _ = poll.tick() => {
