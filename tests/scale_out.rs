@@ -754,7 +754,7 @@ fn collection_on_one_node_with_killed_collectors_loses_no_blob_of_a_pushed_image
                     .stderr(Stdio::piped())
                     .spawn()
                     .unwrap();
-                std::thread::sleep(Duration::from_millis(100 + rng.below(1400)));
+                std::thread::sleep(Duration::from_millis(20 + rng.below(1000)));
                 if child.try_wait().unwrap().is_none() {
                     child.kill().unwrap();
                     killed += 1;
