@@ -1,5 +1,4 @@
-//! The OCI distribution spec's own conformance suite (v1.1.1, the shared
-//! tool at `../shared/tools/oci-conformance/run`, or `OCI_CONFORMANCE_RUN`)
+//! The OCI distribution spec's own conformance suite (`common::conformance`)
 //! against the real server: plain HTTP, and TLS with basic auth. Every spec
 //! that runs must pass.
 

@@ -249,7 +249,24 @@ impl Storage {
             .unwrap_or(false)
     }
 
+    /// `storage.cache.blobdescriptor: inmemory`, as distribution reads it:
+    /// this process may answer blob `HEAD`s on a bucket from what it saw in
+    /// the last second. Off without it, since a link another node removed
+    /// would be reported for that long (see `storage::cache::Seen`).
+    pub fn blob_descriptor_cache(&self) -> bool {
+        self.blob_descriptor() == Some("inmemory")
+    }
+
+    fn blob_descriptor(&self) -> Option<&str> {
+        self.cache.as_ref()?.get("blobdescriptor")?.as_str()
+    }
+
     fn validate(&self, warnings: &mut Vec<String>) -> Result<(), ConfigError> {
+        if let Some(other) = self.blob_descriptor().filter(|v| *v != "inmemory") {
+            warnings.push(format!(
+                "storage.cache.blobdescriptor: {other:?} is not supported (only inmemory); blob lookups are not cached"
+            ));
+        }
         match (&self.filesystem, &self.s3) {
             (Some(_), Some(_)) => Err(invalid(
                 "storage",
@@ -412,6 +429,12 @@ pub struct Ours {
     /// The reverse proxies whose `X-Forwarded-*` headers are believed
     /// (addresses or CIDR blocks); none by default.
     pub trustedproxies: Vec<String>,
+    /// On SIGTERM, how long `/healthz` answers 503 while requests are still
+    /// served, before the listeners close: the time a load balancer needs to
+    /// take the node out (HAProxy's default check: 3 failures, 2 s apart).
+    /// Waited only if `/healthz` was asked within the last minute, so a
+    /// registry without a balancer stops at once.
+    pub shutdowndelay: GoDuration,
     /// The built-in web UI under `/ui/` (distribution has no such key).
     pub ui: Ui,
     /// Garbage collection run by the daemon on a schedule (off by default).
@@ -446,6 +469,7 @@ impl Default for Ours {
             cacertificate: None,
             usagerescan: GoDuration(Duration::from_secs(60)),
             trustedproxies: vec![],
+            shutdowndelay: GoDuration(Duration::from_secs(6)),
             ui: Ui::default(),
             gc: ScheduledGc::default(),
         }

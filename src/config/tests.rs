@@ -454,3 +454,38 @@ fn a_bucket_without_http_secret_warns_what_breaks() {
         "one node's disk"
     );
 }
+
+#[test]
+fn blob_lookups_are_cached_only_with_distributions_inmemory_descriptor_cache() {
+    let cached = |text: &str| parse(text).unwrap().config.storage.blob_descriptor_cache();
+    assert!(
+        !cached("version: 0.1\n"),
+        "several nodes may share the store"
+    );
+    assert!(cached(
+        "version: 0.1\nstorage:\n  cache:\n    blobdescriptor: inmemory\n"
+    ));
+    let l = parse("version: 0.1\nstorage:\n  cache:\n    blobdescriptor: redis\n").unwrap();
+    assert!(!l.config.storage.blob_descriptor_cache());
+    assert!(
+        l.warnings
+            .iter()
+            .any(|w| w.starts_with("storage.cache.blobdescriptor: \"redis\" is not supported")),
+        "{:?}",
+        l.warnings
+    );
+}
+
+#[test]
+fn the_shutdown_delay_defaults_to_haproxys_default_check_and_may_be_off() {
+    let delay = |text: &str| parse(text).unwrap().config.privateregistry.shutdowndelay.0;
+    assert_eq!(delay("version: 0.1\n"), std::time::Duration::from_secs(6));
+    assert!(delay("version: 0.1\nprivateregistry:\n  shutdowndelay: 0s\n").is_zero());
+    let e = parse("version: 0.1\nprivateregistry:\n  shutdowndelay: soon\n")
+        .err()
+        .unwrap();
+    assert!(
+        e.to_string().starts_with("privateregistry.shutdowndelay:"),
+        "{e}"
+    );
+}

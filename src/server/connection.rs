@@ -172,8 +172,18 @@ impl Conn<'_> {
             if open {
                 req.extensions_mut().insert(api::Unauthenticated);
             }
+            let h1 = req.version() <= hyper::Version::HTTP_11;
             let response = api::handle(current.get().api.clone(), req, peer);
-            async move { Ok::<_, Infallible>(response.await?.map(|body| Held { body, _busy: busy })) }
+            async move {
+                let mut resp = response.await?;
+                if h1 && api::health::draining() {
+                    // The client (a balancer's pool) must not send another
+                    // request on this connection: it would close under it.
+                    let close = hyper::header::HeaderValue::from_static("close");
+                    resp.headers_mut().insert(hyper::header::CONNECTION, close);
+                }
+                Ok::<_, Infallible>(resp.map(|body| Held { body, _busy: busy }))
+            }
         });
         let conn = self
             .shared

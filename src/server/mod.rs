@@ -1,7 +1,8 @@
 //! The daemon: checks storage, loads certificates and users, takes its
 //! listeners from systemd or binds them, tells systemd when it is ready, and
-//! serves until SIGTERM/SIGINT, then lets in-flight requests finish within
-//! `http.draintimeout`. SIGHUP re-reads the configuration, the htpasswd file
+//! serves until SIGTERM/SIGINT, then (behind a load balancer, for
+//! `privateregistry.shutdowndelay`) fails `/healthz` while still serving,
+//! and lets in-flight requests finish within `http.draintimeout`. SIGHUP re-reads the configuration, the htpasswd file
 //! and the certificates without dropping connections; SIGUSR1 reopens the
 //! access log.
 
@@ -76,7 +77,8 @@ pub async fn run(
     let registry = Arc::new(
         Registry::new(driver)
             .with_upload_limit(limit)
-            .with_read_only(read_only),
+            .with_read_only(read_only)
+            .with_blob_cache(config.storage.blob_descriptor_cache()),
     );
     registry
         .check()
@@ -160,6 +162,47 @@ pub async fn run(
         c.stop(drain).await;
     }
     result
+}
+
+/// Serves an accepted connection on a connection thread.
+fn hand_off(shared: &Arc<Shared>, threads: &threads::Threads, c: listen::Accepted) {
+    let shared = shared.clone();
+    threads.spawn(move || connection::serve(shared, c));
+}
+
+/// How recently a balancer must have asked `/healthz` for a shutdown to
+/// wait for it.
+const BALANCER_SEEN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Makes `/healthz` fail, then, if a balancer is checking it, keeps
+/// accepting and serving for `privateregistry.shutdowndelay` so the
+/// balancer stops sending requests here before the listeners close:
+/// otherwise a request it sends meanwhile meets a refused connection or a
+/// closed keep-alive one, which it can retry only if it kept the body.
+async fn announce_shutdown(
+    mut incoming: mpsc::Receiver<listen::Accepted>,
+    state: &State,
+    threads: &threads::Threads,
+) -> mpsc::Receiver<listen::Accepted> {
+    crate::api::health::begin_draining();
+    let delay = state.config.privateregistry.shutdowndelay.0;
+    if delay.is_zero() || !crate::api::health::asked_within(BALANCER_SEEN) {
+        return incoming;
+    }
+    log::info!(
+        "shutting down: /healthz fails now; serving {delay:?} more for the load balancer to notice"
+    );
+    let until = tokio::time::sleep(delay);
+    let mut until = std::pin::pin!(until);
+    loop {
+        tokio::select! {
+            c = incoming.recv() => match c {
+                Some(c) => hand_off(&state.shared, threads, c),
+                None => return incoming,
+            },
+            _ = &mut until => return incoming,
+        }
+    }
 }
 
 /// Takes the sockets systemd passed, or binds the configured addresses.
@@ -301,10 +344,7 @@ async fn serve(
     loop {
         tokio::select! {
             c = incoming.recv() => match c {
-                Some(c) => {
-                    let shared = state.shared.clone();
-                    threads.spawn(move || connection::serve(shared, c));
-                }
+                Some(c) => hand_off(&state.shared, threads, c),
                 None => break,
             },
             _ = poll.tick() => {
@@ -329,6 +369,7 @@ async fn serve(
         w.abort();
     }
     systemd::stopping();
+    let incoming = announce_shutdown(incoming, &state, threads).await;
     // Closing the channel stops every accept loop and releases the sockets.
     drop(incoming);
     let drain = state.config.drain_timeout();

@@ -11,7 +11,7 @@ impl Registry {
     /// The link and the bytes are looked up at once: on a bucket each is a
     /// round trip.
     pub async fn blob_size(&self, repo: &RepoName, d: &Digest) -> Result<u64> {
-        let cached = !self.driver.atomic_directory_moves();
+        let cached = self.blob_cache && !self.driver.atomic_directory_moves();
         if cached && let Some(size) = self.seen.link(repo.as_str(), d) {
             return Ok(size);
         }

@@ -81,8 +81,10 @@ mod tests {
 /// distribution keeps the same ("blob descriptor cache"). Entries live
 /// [`SEEN_FOR`]: a link removed by another node or a collector in another
 /// process may be answered for that long; removals in this process forget
-/// at once. Only drivers without atomic moves (buckets) use it: on disk
-/// the lookups cost microseconds.
+/// at once, which is why the links are consulted only with
+/// `storage.cache.blobdescriptor: inmemory` (one node on the bucket).
+/// Only drivers without atomic moves (buckets) use it: on disk the lookups
+/// cost microseconds. The `HEAD` touch bound applies either way.
 #[derive(Default)]
 pub struct Seen {
     links: Mutex<HashMap<(String, Digest), (u64, std::time::Instant)>>,

@@ -44,6 +44,10 @@ pub struct Registry {
     read_only: bool,
     manifests: cache::ContentCache,
     seen: cache::Seen,
+    /// Whether blob lookups on a bucket may answer from [`cache::Seen`]
+    /// (`storage.cache.blobdescriptor: inmemory`): only right when no
+    /// other node removes links from the same bucket.
+    blob_cache: bool,
 }
 
 impl Registry {
@@ -55,7 +59,12 @@ impl Registry {
             read_only: false,
             manifests: cache::ContentCache::default(),
             seen: cache::Seen::default(),
+            blob_cache: false,
         }
+    }
+
+    pub fn with_blob_cache(self, blob_cache: bool) -> Self {
+        Registry { blob_cache, ..self }
     }
 
     pub fn with_read_only(self, read_only: bool) -> Self {

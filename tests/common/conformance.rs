@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn tool() -> PathBuf {
+pub fn tool() -> PathBuf {
     let path = std::env::var_os("OCI_CONFORMANCE_RUN").map_or_else(
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/oci-conformance/run"),
         PathBuf::from,

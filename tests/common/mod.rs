@@ -9,6 +9,7 @@ pub mod docker;
 pub mod front;
 pub mod images;
 pub mod metrics;
+pub mod nodes;
 pub mod oci;
 pub mod s3;
 pub mod store;

@@ -57,6 +57,20 @@ impl Garage {
     }
 }
 
+impl Garage {
+    /// SIGKILLs node `n` and waits until the others have noticed, so that
+    /// requests no longer stall on it.
+    pub fn kill_settled(&self, n: u32) {
+        super::run_ok(
+            Command::new(script())
+                .arg("kill")
+                .arg(&self.dir.0)
+                .arg(n.to_string())
+                .arg("--settle"),
+        );
+    }
+}
+
 impl Drop for Garage {
     fn drop(&mut self) {
         let _ = Command::new(script()).arg("stop").arg(&self.dir.0).output();
