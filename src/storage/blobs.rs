@@ -99,7 +99,13 @@ impl Registry {
         Ok(super::error::optional(self.driver.touch(paths::blob_data(d)).await)?.is_some())
     }
 
+    /// On a bucket it first waits out collectors deciding about `d`'s
+    /// links ([`Registry::unlink_if_still_gone`]), so a blob pushed again
+    /// while one removes its old link is linked after that removal.
     pub(super) async fn link_layer(&self, repo: &RepoName, d: &Digest) -> Result<()> {
+        if !self.driver.atomic_directory_moves() {
+            self.await_condemnations(d).await?;
+        }
         self.write_link(paths::layer_link(repo, d), d).await
     }
 

@@ -309,6 +309,9 @@ impl Registry {
     /// link is written again. Returns whether it was removed for good.
     pub async fn unlink_unless_back(&self, link: String, d: &Digest) -> Result<bool> {
         self.seen.forget(None, Some(d));
+        if !self.driver.atomic_directory_moves() {
+            return self.unlink_if_still_gone(link, d).await;
+        }
         if !self.remove_link_unless_rewritten(link.clone()).await? {
             return Ok(false);
         }

@@ -60,6 +60,12 @@ impl Registry {
         if optional(self.driver.note_reference(paths::blob_data(d)).await)?.is_none() {
             return Ok(false);
         }
+        self.await_condemnations(d).await?;
+        Ok(self.stored_blob_size(d).await?.is_some())
+    }
+
+    /// Waits while a collector holds a fresh marker on `d`.
+    pub(super) async fn await_condemnations(&self, d: &Digest) -> Result<()> {
         let until = Instant::now() + WAIT;
         while self.condemned(d).await? {
             if Instant::now() > until {
@@ -69,7 +75,27 @@ impl Registry {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Ok(self.stored_blob_size(d).await?.is_some())
+        Ok(())
+    }
+
+    /// Removes a link naming `d` whose bytes are gone, on a store without
+    /// atomic moves, under a marker as [`Self::condemn_blob_if_older`] does:
+    /// the bytes are read again after the marker, and a push storing them
+    /// anew links them only once no marker stands. So either this read sees
+    /// the new bytes and keeps the link, or the push links after the
+    /// removal; removing first and re-linking after (as on disk) left an
+    /// acknowledged push without its link for that moment, or for good if
+    /// the collector was killed in between.
+    pub(super) async fn unlink_if_still_gone(&self, link: String, d: &Digest) -> Result<bool> {
+        let marker = paths::quarantine_entry(d, &random_id());
+        let started = Instant::now();
+        self.driver
+            .put_content(marker.clone(), Bytes::new())
+            .await?;
+        let gone = self.stored_blob_size(d).await?.is_none();
+        let removed = gone && started.elapsed() < GIVE_UP && self.remove_link(link).await?;
+        self.remove(marker).await?;
+        Ok(removed)
     }
 
     /// Whether a collector holds a fresh marker on `d`.
