@@ -25,7 +25,7 @@ class Haproxy:
     with a stats socket to tell when every server is up and how the requests
     and bytes were spread."""
 
-    def __init__(self, work, backends, check, proc_cpu, free_port):
+    def __init__(self, work, backends, check, balance, proc_cpu, free_port):
         self.dir = tempfile.mkdtemp(prefix="haproxy-", dir=work)
         self.sock = os.path.join(self.dir, "stats")
         self.port = free_port()
@@ -46,7 +46,7 @@ class Haproxy:
                 # A 1 GiB push through a busy Garage takes tens of seconds.
                 "  timeout client 10m", "  timeout server 10m",
                 f"frontend fe", f"  bind 127.0.0.1:{self.port}", "  default_backend nodes",
-                "backend nodes", "  balance roundrobin",
+                "backend nodes", f"  balance {balance}",
                 f"  option httpchk GET {check}", "  http-check expect status 200",
                 *[f"  server {n} {b} check inter 2s" for n, b in zip(self.names, backends)],
             ]) + "\n")
@@ -129,7 +129,7 @@ class Group:
             for r in self.nodes:
                 r.start()
             self.front = Haproxy(ctx.work, [f"127.0.0.1:{r.port}" for r in self.nodes],
-                                 HEALTH[kind], ctx.proc_cpu, ctx.free_port)
+                                 HEALTH[kind], ctx.args.balance, ctx.proc_cpu, ctx.free_port)
         except BaseException:
             self.stop(front=False)
             raise
