@@ -20,6 +20,20 @@ RATE_CONNS, SMALL_CLIENTS, SMALL_COUNT, TAGS = 64, 16, 500, 8
 HEALTH = {"ours": "/healthz", "ref": "/v2/"}
 
 
+def switches(pids):
+    """Context switches (voluntary and not) so far, over every thread of
+    the processes: how often they were woken or preempted."""
+    total = 0
+    for pid in pids:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{task}/status") as f:
+                    total += sum(int(l.split()[1]) for l in f if "ctxt_switches" in l)
+            except FileNotFoundError:  # a thread that ended meanwhile
+                pass
+    return total
+
+
 class Haproxy:
     """Debian's haproxy in the foreground in front of `backends` (host:port),
     with a stats socket to tell when every server is up and how the requests
@@ -165,6 +179,8 @@ class ScaleBench:
         k0 = front.counters()
         n0 = [r.cpu() for r in group.nodes]
         s0 = ctx.garage.s3_requests()
+        nodes = [r.proc.pid for r in group.nodes]
+        x0 = (switches(nodes), switches(ctx.garage.pids))
         h0, g0, t0 = front.cpu(), ctx.garage.cpu(), os.times()
         w0 = time.perf_counter()
         procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -175,6 +191,7 @@ class ScaleBench:
         h1, g1, t1 = front.cpu(), ctx.garage.cpu(), os.times()
         k1 = front.counters()
         s1 = ctx.garage.s3_requests()
+        x1 = (switches(nodes), switches(ctx.garage.pids))
         for p, out, err in outs:
             if p.returncode != 0:
                 raise RuntimeError(f"{group.kind} x{group.n}: {' '.join(p.args[:2])}: {err.strip()[:300]}")
@@ -185,6 +202,7 @@ class ScaleBench:
             "requests": [b[0] - a[0] for a, b in zip(k0, k1)],
             "haproxy_cpu": h1 - h0, "garage_cpu": g1 - g0,
             "load": os.getloadavg()[0],
+            "switches": [b - a for a, b in zip(x0, x1)],
             "s3": sum(n - s0.get(op, (0, 0))[0] for op, (n, _) in s1.items()),
             "client_cpu": (t1.children_user - t0.children_user) + (t1.children_system - t0.children_system),
         }
@@ -379,8 +397,8 @@ def report(bench, header):
            "nodes, the clients. Units: microseconds per request for rate rows, CPU-seconds per "
            "GiB moved otherwise. S3 requests per unit of work, from Garage's metrics; HTTP "
            "requests each node served, from HAProxy's counters (first repetition).", "",
-           "| row | kind | nodes | throughput | per node | nodes, sum | HAProxy | Garage | clients | S3 requests | requests per node | load |",
-           "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---|---|"]
+           "| row | kind | nodes | throughput | per node | nodes, sum | HAProxy | Garage | clients | S3 requests | requests per node | load | context switches per unit, nodes / Garage |",
+           "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---|---|---|"]
     for row in rows:
         scale, unit = per_unit(row)
         for (r, kind, n), ms in bench.results.items():
@@ -395,6 +413,8 @@ def report(bench, header):
             cells.append(fmt(med(ms, lambda m: m["s3"] / m["units"])))
             cells.append(" / ".join(str(v) for v in ms[0]["requests"]))
             cells.append(" / ".join(f"{m['load']:.1f}" for m in ms))
+            cells.append(" / ".join(fmt(med(ms, lambda m: m["switches"][i] / m["units"]))
+                                    for i in range(2)))
             out.append("| " + " | ".join(cells) + " |")
     out += ["", "Idle (5 s with the group up and nothing asked of it; medians): CPU-milliseconds "
             "per second of all nodes, HAProxy and Garage, and S3 requests per second. Every row's "
