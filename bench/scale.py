@@ -67,7 +67,11 @@ class Haproxy:
         self.log = open(os.path.join(self.dir, "log"), "wb")
         self.proc = subprocess.Popen(["/usr/sbin/haproxy", "-db", "-f", cfg], stdout=self.log,
                                      stderr=self.log, stdin=subprocess.DEVNULL)
-        self.wait_up()
+        try:
+            self.wait_up()
+        except BaseException:
+            self.stop()
+            raise
 
     def stats(self):
         """{server: {column: value}} from `show stat` (CSV)."""
