@@ -45,7 +45,9 @@ impl Front {
         let check = Command::new(kind.binary())
             .args(args(kind, &file, &dir, true))
             .output()
-            .unwrap_or_else(|e| panic!("cannot run {} ({e}); tests/run installs it", kind.binary()));
+            .unwrap_or_else(|e| {
+                panic!("cannot run {} ({e}); tests/run installs it", kind.binary())
+            });
         assert!(
             check.status.success(),
             "{} refuses the config:\n{}{}\n--- config ---\n{config}",
@@ -64,9 +66,9 @@ impl Front {
         let mut proc = ProcGuard(Some(child));
         let up = wait_for(15, || {
             proc.exited().is_some()
-                || listens.iter().all(|a| {
-                    TcpStream::connect_timeout(a, Duration::from_millis(300)).is_ok()
-                })
+                || listens
+                    .iter()
+                    .all(|a| TcpStream::connect_timeout(a, Duration::from_millis(300)).is_ok())
         });
         let f = Front {
             kind,

@@ -4,8 +4,8 @@
 #![allow(dead_code)]
 
 pub mod distribution;
-pub mod front;
 pub mod docker;
+pub mod front;
 pub mod images;
 pub mod metrics;
 pub mod oci;
