@@ -87,7 +87,6 @@ impl Usage {
             u: self.clone(),
             rescan,
             inv: Inventory::default(),
-            have: false,
             loaded: None,
             mine: HashMap::new(),
         };
@@ -104,8 +103,6 @@ struct Task {
     u: Arc<Usage>,
     rescan: Duration,
     inv: Inventory,
-    /// Whether `inv` holds a full scan (this node's or a loaded one).
-    have: bool,
     /// The store's time of the published inventory `inv` came from or went to.
     loaded: Option<SystemTime>,
     /// Repositories this node changed, and when.
@@ -162,12 +159,11 @@ impl Task {
             }
             Ok(Turn::Taken { by, ago }) => {
                 log::debug!("storage usage: node {by} took the full scan {ago:?} ago");
+                // Nothing published yet means that node is still scanning:
+                // its figures arrive with the next check, and requests
+                // meanwhile hear "still being computed", as before any scan.
                 if self.load_published().await {
                     self.u.publish(self.inv.snapshot());
-                } else if !self.have {
-                    // Nothing published yet (the other node is still scanning):
-                    // figures of its own meanwhile.
-                    self.scan_all().await;
                 }
             }
             Err(e) => {
@@ -187,8 +183,8 @@ impl Task {
                     started.elapsed(),
                     self.inv.repositories()
                 );
-                self.have = true;
                 self.u.publish(self.inv.snapshot());
+                crate::alloc::release_free();
                 true
             }
             Err(e) => {
@@ -231,7 +227,6 @@ impl Task {
         let since = inv.scanned_at().unwrap_or(SystemTime::UNIX_EPOCH);
         self.inv = inv;
         self.loaded = Some(at);
-        self.have = true;
         log::debug!(
             "storage usage: loaded the published figures, {} repositories",
             self.inv.repositories()
@@ -242,6 +237,7 @@ impl Task {
         if !again.is_empty() {
             self.rescan_quietly(&again).await;
         }
+        crate::alloc::release_free();
         true
     }
 

@@ -131,7 +131,8 @@ impl Registry {
         inv: &mut Inventory,
         name: &RepoName,
     ) -> Result<Option<RepoRefs>> {
-        if !self.exists(paths::repo(name)).await? {
+        // As the catalog decides; a bucket has no directory to stat.
+        if !self.is_repository(name).await? {
             return Ok(None);
         }
         let revisions = self.revisions(name).await?;
