@@ -60,18 +60,16 @@ impl Inventory {
             return Err(CodecError::Version);
         }
         let scanned_at = UNIX_EPOCH + Duration::from_millis(r.u64()?);
-        let mut table = Table::default();
         let keys = r.u32()?;
+        let mut all = Vec::with_capacity(keys as usize);
         for _ in 0..keys {
-            let key = match r.take(1)?[0] {
+            all.push(match r.take(1)?[0] {
                 1 => Key::Sha256(r.take(32)?.try_into().expect("32 bytes")),
                 2 => Key::Sha512(Box::new(r.take(64)?.try_into().expect("64 bytes"))),
                 _ => return Err(CodecError::Malformed("digest algorithm")),
-            };
-            if table.intern_key(key) as usize != table.len() - 1 {
-                return Err(CodecError::Malformed("digest listed twice"));
-            }
+            });
         }
+        let table = Table::from_keys(all).ok_or(CodecError::Malformed("digest listed twice"))?;
         let sizes = (0..keys).map(|_| r.u64()).collect::<Result<Vec<_>, _>>()?;
         let mut inv = Inventory {
             table,

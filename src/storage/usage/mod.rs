@@ -26,7 +26,7 @@ use crate::names::RepoName;
 use crate::storage::refs::{References, references};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::SystemTime;
-use table::{Id, Table};
+use table::{Id, Key, Table};
 
 /// Larger than any manifest: a blob this big that an index names as a
 /// child (in a data directory from elsewhere) is not read into memory.
@@ -209,27 +209,6 @@ impl Registry {
     }
 }
 
-/// Moves ids into a new table, interning each on first sight.
-struct Remap<'a> {
-    old: &'a Table,
-    to: Vec<Id>,
-    new: Table,
-}
-
-impl Remap<'_> {
-    fn id(&mut self, id: Id) -> Id {
-        let slot = &mut self.to[id as usize];
-        if *slot == Id::MAX {
-            *slot = self.new.intern_key(self.old.key(id).clone());
-        }
-        *slot
-    }
-
-    fn ids(&mut self, ids: &[Id]) -> Box<[Id]> {
-        ids.iter().map(|i| self.id(*i)).collect()
-    }
-}
-
 impl Inventory {
     /// The ids of a manifest's references, interned.
     fn refs(&mut self, r: &References) -> Refs {
@@ -241,16 +220,40 @@ impl Inventory {
         }
     }
 
-    /// Builds a new table holding only the ids still named somewhere.
+    /// Builds a new table holding only the ids still named somewhere,
+    /// sorted, so it needs no index (see `table`).
     fn compact(&mut self) {
-        let old = std::mem::take(&mut self.table);
-        let mut m = Remap {
-            to: vec![Id::MAX; old.len()],
-            old: &old,
-            new: Table::default(),
-        };
+        let mut live = vec![false; self.table.len()];
+        let mut mark = |ids: &[Id]| ids.iter().for_each(|i| live[*i as usize] = true);
+        for r in self.repos.values() {
+            mark(&r.reached);
+        }
+        for (id, refs) in &self.manifests {
+            mark(&[*id]);
+            if let Some(r) = refs {
+                mark(&r.blobs);
+                mark(&r.children);
+            }
+        }
+        for (id, s) in self.sizes.iter().enumerate() {
+            live[id] |= *s != ABSENT;
+        }
+        let mut keys: Vec<(Key, Id)> = (live.iter().enumerate())
+            .filter(|(_, l)| **l)
+            .map(|(id, _)| (self.table.key(id as Id), id as Id))
+            .collect();
+        drop(live);
+        // sha256 first, in byte order: the new table's sorted base.
+        keys.sort_by(|(a, _), (b, _)| {
+            (matches!(a, Key::Sha512(_)), a.bytes()).cmp(&(matches!(b, Key::Sha512(_)), b.bytes()))
+        });
+        let mut to = vec![Id::MAX; self.table.len()];
+        for (new, (_, old)) in keys.iter().enumerate() {
+            to[*old as usize] = new as Id;
+        }
+        let map = |ids: &[Id]| -> Box<[Id]> { ids.iter().map(|i| to[*i as usize]).collect() };
         for r in self.repos.values_mut() {
-            let mut ids = m.ids(&r.reached);
+            let mut ids = map(&r.reached);
             ids.sort_unstable();
             r.reached = ids;
         }
@@ -258,23 +261,21 @@ impl Inventory {
             .into_iter()
             .map(|(id, refs)| {
                 let refs = refs.map(|r| Refs {
-                    blobs: m.ids(&r.blobs),
-                    children: m.ids(&r.children),
+                    blobs: map(&r.blobs),
+                    children: map(&r.children),
                 });
-                (m.id(id), refs)
+                (to[id as usize], refs)
             })
             .collect();
-        let stored: Vec<(Id, u64)> = (self.sizes.iter().enumerate())
-            .filter(|(_, s)| **s != ABSENT)
-            .map(|(id, s)| (m.id(id as Id), *s))
-            .collect();
-        let mut sizes = vec![ABSENT; m.new.len()];
-        for (id, s) in stored {
-            sizes[id as usize] = s;
+        let mut sizes = vec![ABSENT; keys.len()];
+        for (id, s) in self.sizes.iter().enumerate() {
+            if *s != ABSENT {
+                sizes[to[id] as usize] = *s;
+            }
         }
-        m.new.shrink_to_fit();
-        self.table = m.new;
         self.sizes = sizes;
+        let keys = keys.into_iter().map(|(k, _)| k).collect();
+        self.table = Table::from_keys(keys).expect("live ids name distinct keys");
     }
 
     fn size(&self, id: Id) -> u64 {

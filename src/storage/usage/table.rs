@@ -55,22 +55,57 @@ fn unhex<const N: usize>(hex: &[u8]) -> [u8; N] {
     out
 }
 
-/// Ids are stable for the table's life; a full rescan builds a new table
-/// so digests nothing names any more are dropped.
+/// Ids are stable for the table's life. Most keys sit in `base`, sorted
+/// and found by binary search, 32 bytes each with no index beside them;
+/// keys added since (new pushes between full scans, and any sha512 ones)
+/// go to a small hashed `extra`. A full rescan builds a new table
+/// ([`Table::from_keys`]) holding only digests still named.
 #[derive(Default)]
 pub struct Table {
-    keys: Vec<Key>,
-    ids: HashMap<Key, Id>,
+    base: Vec<[u8; 32]>,
+    extra: Vec<Key>,
+    extra_ids: HashMap<Key, Id>,
 }
 
 impl Table {
-    pub fn intern_key(&mut self, k: Key) -> Id {
-        if let Some(id) = self.ids.get(&k) {
-            return *id;
+    /// A table whose ids are the positions in `keys`, or `None` if a key
+    /// repeats. The leading run of ascending sha256 keys becomes the base.
+    pub fn from_keys(keys: Vec<Key>) -> Option<Table> {
+        let mut t = Table::default();
+        let mut rest = keys.into_iter().peekable();
+        while let Some(Key::Sha256(b)) = rest.peek() {
+            if t.base.last().is_some_and(|last| last >= b) {
+                break;
+            }
+            t.base.push(*b);
+            rest.next();
         }
-        let id = Id::try_from(self.keys.len()).expect("fewer than 4 billion blobs");
-        self.keys.push(k.clone());
-        self.ids.insert(k, id);
+        t.base.shrink_to_fit();
+        for k in rest {
+            let expected = t.len();
+            if t.intern_key(k) as usize != expected {
+                return None;
+            }
+        }
+        Some(t)
+    }
+
+    fn find(&self, k: &Key) -> Option<Id> {
+        if let Key::Sha256(b) = k
+            && let Ok(i) = self.base.binary_search(b)
+        {
+            return Some(i as Id);
+        }
+        self.extra_ids.get(k).copied()
+    }
+
+    pub fn intern_key(&mut self, k: Key) -> Id {
+        if let Some(id) = self.find(&k) {
+            return id;
+        }
+        let id = Id::try_from(self.len()).expect("fewer than 4 billion blobs");
+        self.extra.push(k.clone());
+        self.extra_ids.insert(k, id);
         id
     }
 
@@ -78,21 +113,21 @@ impl Table {
         self.intern_key(Key::of(d))
     }
 
-    pub fn key(&self, id: Id) -> &Key {
-        &self.keys[id as usize]
+    pub fn key(&self, id: Id) -> Key {
+        let i = id as usize;
+        match self.base.get(i) {
+            Some(b) => Key::Sha256(*b),
+            None => self.extra[i - self.base.len()].clone(),
+        }
     }
 
-    pub fn keys(&self) -> &[Key] {
-        &self.keys
+    /// Every key, in id order.
+    pub fn keys(&self) -> impl Iterator<Item = Key> + '_ {
+        (self.base.iter().map(|b| Key::Sha256(*b))).chain(self.extra.iter().cloned())
     }
 
     pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    pub fn shrink_to_fit(&mut self) {
-        self.keys.shrink_to_fit();
-        self.ids.shrink_to_fit();
+        self.base.len() + self.extra.len()
     }
 }
 
@@ -111,5 +146,17 @@ mod tests {
         assert_eq!(t.key(ia).digest(), a);
         assert_eq!(t.key(ib).digest(), b);
         assert_eq!(t.len(), 2);
+        // Sorted into the base, then found there and beside it.
+        let c: Digest = format!("sha256:{}", "01".repeat(32)).parse().unwrap();
+        let mut keys: Vec<Key> = t.keys().collect();
+        keys.push(Key::of(&c));
+        keys.sort_by(|x, y| x.bytes().cmp(y.bytes()));
+        let mut sorted = Table::from_keys(keys.clone()).unwrap();
+        assert_eq!(sorted.base.len(), 2, "the two sha256 keys");
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(sorted.intern_key(k.clone()), i as Id);
+        }
+        keys.push(Key::of(&c));
+        assert!(Table::from_keys(keys).is_none(), "a repeated key");
     }
 }
