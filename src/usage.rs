@@ -147,15 +147,16 @@ impl Task {
         let reg = &u.registry;
         match u.schedule.claim(reg, JOB, self.rescan).await {
             Ok(Turn::Mine(turn)) => {
-                if self.scan_all().await {
-                    match reg.publish_usage(&self.inv).await {
-                        Ok(at) => self.loaded = Some(at),
-                        Err(e) => log::error!("storage usage: publishing for other nodes: {e}"),
+                let interval = self.rescan;
+                let job = async {
+                    if self.scan_all().await {
+                        match reg.publish_usage(&self.inv).await {
+                            Ok(at) => self.loaded = Some(at),
+                            Err(e) => log::error!("storage usage: publishing for other nodes: {e}"),
+                        }
                     }
-                }
-                if let Err(e) = u.schedule.finish(reg, turn).await {
-                    log::error!("storage usage: recording the end of this node's turn: {e}");
-                }
+                };
+                u.schedule.run(reg, turn, interval, job).await;
             }
             Ok(Turn::Taken { by, ago }) => {
                 log::debug!("storage usage: node {by} took the full scan {ago:?} ago");

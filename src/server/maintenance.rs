@@ -32,11 +32,9 @@ async fn in_turn(
         }
     };
     log::debug!("{what}: this node's turn ({})", schedule.node());
-    job.await;
-    if let Some(c) = claimed
-        && let Err(e) = schedule.finish(registry, c).await
-    {
-        log::warn!("{what}: recording the end of this turn: {e}");
+    match claimed {
+        Some(turn) => schedule.run(registry, turn, interval, job).await,
+        None => job.await,
     }
 }
 

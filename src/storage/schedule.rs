@@ -28,7 +28,7 @@ struct Claim {
     node: String,
     /// Unique to one claim, so a node's earlier claim is not mistaken for this one.
     nonce: String,
-    /// Milliseconds since the epoch when the turn was claimed or finished.
+    /// Milliseconds since the epoch when the turn was claimed or last renewed.
     at: u64,
 }
 
@@ -42,7 +42,7 @@ pub struct Schedule {
 /// What [`Schedule::claim`] decided.
 #[derive(Debug, PartialEq)]
 pub enum Turn {
-    /// Ours: run the job, then [`Schedule::finish`].
+    /// Ours: run the job through [`Schedule::run`].
     Mine(Claimed),
     /// Another node took it `ago`.
     Taken { by: String, ago: Duration },
@@ -115,16 +115,42 @@ impl Schedule {
         }
     }
 
-    /// Records that the turn ended now, so the interval counts from the
-    /// end of a long run (a collection) and no other node starts meanwhile
-    /// the moment the interval since its start has passed.
-    pub async fn finish(&self, reg: &Registry, turn: Claimed) -> Result<()> {
-        let done = Claim {
+    /// Runs `job` as this node's turn. The record is renewed every half
+    /// `interval` while it runs, so a run longer than the interval (a
+    /// collection or a usage scan of a large store) is not taken for an
+    /// abandoned one and started again elsewhere, and once more at the end,
+    /// so the next interval counts from there.
+    pub async fn run<T>(
+        &self,
+        reg: &Registry,
+        turn: Claimed,
+        interval: Duration,
+        job: impl std::future::Future<Output = T>,
+    ) -> T {
+        let mut job = std::pin::pin!(job);
+        let every = (interval / 2).max(Duration::from_millis(100));
+        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let out = loop {
+            tokio::select! {
+                out = &mut job => break out,
+                _ = beat.tick() => self.renew(reg, &turn).await,
+            }
+        };
+        self.renew(reg, &turn).await;
+        out
+    }
+
+    /// Rewrites this node's claim with the time now. A failure costs at
+    /// most a run by another node meanwhile, which is harmless.
+    async fn renew(&self, reg: &Registry, turn: &Claimed) {
+        let now = Claim {
             node: self.node.clone(),
-            nonce: turn.nonce,
+            nonce: turn.nonce.clone(),
             at: now_ms(),
         };
-        write(reg, &paths::schedule(&turn.job), &done).await
+        if let Err(e) = write(reg, &paths::schedule(&turn.job), &now).await {
+            log::warn!("{}: renewing this node's turn: {e}", turn.job);
+        }
     }
 }
 
@@ -192,14 +218,21 @@ mod tests {
         }
         // Jobs are independent; a node's own earlier turn does not stop it.
         assert!(is_mine(&b.claim(&reg, "gc", hour).await.unwrap()));
-        if let Turn::Mine(c) = t {
-            a.finish(&reg, c).await.unwrap();
-        }
+        // A run longer than the interval keeps its turn: b's claim at its
+        // end finds the record renewed meanwhile.
+        let Turn::Mine(c) = t else { unreachable!() };
+        let short = Duration::from_millis(300);
+        let b_meanwhile = a
+            .run(&reg, c, short, async {
+                tokio::time::sleep(short * 2).await;
+                b.claim(&reg, "purge", short).await.unwrap()
+            })
+            .await;
+        assert!(!is_mine(&b_meanwhile), "{b_meanwhile:?}");
         assert!(is_mine(&a.claim(&reg, "purge", hour).await.unwrap()));
         let stored = std::fs::read_to_string(dir.join("private-registry/schedule/purge")).unwrap();
         assert!(stored.contains(r#""node":"a""#), "{stored}");
         // Once the interval has passed, another node takes over.
-        let short = Duration::from_millis(100);
         tokio::time::sleep(short).await;
         assert!(is_mine(&b.claim(&reg, "purge", short).await.unwrap()));
         let _ = std::fs::remove_dir_all(&dir);
