@@ -150,6 +150,8 @@ impl Task {
                 let interval = self.rescan;
                 let job = async {
                     if self.scan_all().await {
+                        let since = self.inv.scanned_at().unwrap_or(SystemTime::UNIX_EPOCH);
+                        self.forget_changes_before(since);
                         match reg.publish_usage(&self.inv).await {
                             Ok(at) => self.loaded = Some(at),
                             Err(e) => log::error!("storage usage: publishing for other nodes: {e}"),
@@ -232,14 +234,20 @@ impl Task {
             "storage usage: loaded the published figures, {} repositories",
             self.inv.repositories()
         );
-        let cutoff = since.checked_sub(CHANGE_MARGIN).unwrap_or(since);
-        self.mine.retain(|_, when| *when >= cutoff);
+        self.forget_changes_before(since);
         let again: Vec<RepoName> = self.mine.keys().cloned().collect();
         if !again.is_empty() {
             self.rescan_quietly(&again).await;
         }
         crate::alloc::release_free();
         true
+    }
+
+    /// Forgets this node's changes that a full scan begun at `since` has
+    /// surely read, keeping those it may have missed.
+    fn forget_changes_before(&mut self, since: SystemTime) {
+        let cutoff = since.checked_sub(CHANGE_MARGIN).unwrap_or(since);
+        self.mine.retain(|_, when| *when >= cutoff);
     }
 
     /// Re-reads `names` and publishes the figures.
