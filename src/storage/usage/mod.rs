@@ -184,11 +184,39 @@ impl Registry {
         Ok(())
     }
 
-    /// Lists the blob store, stat'ing only blobs not seen before.
+    /// Lists the blob store, stat'ing only blobs not seen before; one
+    /// directory at a time, never holding every digest as text.
     async fn scan_blobs(&self, inv: &mut Inventory) -> Result<()> {
-        let stored = self.stored_blobs().await?;
         let old = std::mem::take(&mut inv.sizes);
         let mut sizes = vec![ABSENT; inv.table.len()];
+        let walked = self.walk_blobs(inv, &old, &mut sizes).await;
+        // A failed walk keeps the sizes known before.
+        inv.sizes = if walked.is_ok() { sizes } else { old };
+        inv.sizes.shrink_to_fit();
+        walked
+    }
+
+    async fn walk_blobs(
+        &self,
+        inv: &mut Inventory,
+        old: &[u64],
+        sizes: &mut Vec<u64>,
+    ) -> Result<()> {
+        for dir in self.blob_store_dirs().await? {
+            let listed = self.stored_blobs_in(&dir).await?;
+            self.size_blobs(inv, listed, old, sizes).await?;
+        }
+        Ok(())
+    }
+
+    /// Records the sizes of `stored` in `sizes`, from `old` where known.
+    async fn size_blobs(
+        &self,
+        inv: &mut Inventory,
+        stored: Vec<crate::digest::Digest>,
+        old: &[u64],
+        sizes: &mut Vec<u64>,
+    ) -> Result<()> {
         for d in stored {
             let id = inv.table.intern(&d) as usize;
             let size = match old.get(id).copied().filter(|s| *s != ABSENT) {
@@ -203,8 +231,6 @@ impl Registry {
             }
             sizes[id] = size;
         }
-        sizes.shrink_to_fit();
-        inv.sizes = sizes;
         Ok(())
     }
 }
