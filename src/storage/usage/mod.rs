@@ -122,6 +122,11 @@ impl Registry {
                 Some(r) => inv.repos.insert(name.as_str().into(), r),
                 None => inv.repos.remove(name.as_str()),
             };
+            // Between repositories every id in use is in `inv`, so the
+            // table can be rebuilt; keeps the first scan's peak down.
+            if inv.table.wants_sorting() {
+                inv.compact();
+            }
         }
         self.scan_blobs(inv).await
     }

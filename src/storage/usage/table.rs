@@ -129,6 +129,13 @@ impl Table {
     pub fn len(&self) -> usize {
         self.base.len() + self.extra.len()
     }
+
+    /// Whether enough keys sit in the hashed part (about 100 bytes each,
+    /// against 32 in the base) that rebuilding the table sorted is worth
+    /// it: a first scan would otherwise intern every digest there.
+    pub fn wants_sorting(&self) -> bool {
+        self.extra.len() > 16_384 && self.extra.len() > self.base.len() / 2
+    }
 }
 
 #[cfg(test)]
