@@ -26,3 +26,16 @@ pub fn tune() {
         nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, 4 << 20);
     }
 }
+
+/// Hands free memory inside the heap back to the kernel. A full usage scan
+/// frees far more than it keeps (listings, digests as text, per-repository
+/// sets) in small blocks between the ones it keeps, which the top-of-heap
+/// trim never reaches: without this, resident memory after a scan of
+/// 20,000 repositories stayed about twice what the inventory holds.
+pub fn release_free() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages to the kernel.
+    unsafe {
+        nix::libc::malloc_trim(0);
+    }
+}

@@ -6,7 +6,7 @@
 use super::error::{ApiError, Code};
 use super::{Api, ApiResult, json};
 use crate::names::RepoName;
-use crate::storage::usage::Snapshot;
+use crate::storage::usage::{RepoUsage, Snapshot};
 use hyper::StatusCode;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -14,6 +14,15 @@ use std::time::Duration;
 
 /// How long a request waits for the first scan after start.
 const FIRST_SCAN_WAIT: Duration = Duration::from_secs(10);
+
+/// The answer of [`all`], serialized as it stands.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct All<'a> {
+    computed_at: String,
+    registry: Option<Value>,
+    repositories: Vec<&'a RepoUsage>,
+}
 
 pub async fn all(api: &Api, visible: &(dyn Fn(&str) -> bool + Sync)) -> ApiResult {
     let s = snapshot(api).await?;
@@ -25,14 +34,12 @@ pub async fn all(api: &Api, visible: &(dyn Fn(&str) -> bool + Sync)) -> ApiResul
             "reclaimableBytes": s.reclaimable_bytes,
         })
     });
-    json(
-        StatusCode::OK,
-        &json!({
-            "computedAt": crate::timefmt::rfc3339(s.computed_at),
-            "repositories": repos,
-            "registry": registry,
-        }),
-    )
+    let body = All {
+        computed_at: crate::timefmt::rfc3339(s.computed_at),
+        repositories: repos,
+        registry,
+    };
+    json(StatusCode::OK, &body)
 }
 
 pub async fn one(api: &Api, repo: &RepoName) -> ApiResult {

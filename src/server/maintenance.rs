@@ -1,11 +1,42 @@
 //! Background upkeep while serving: upload purging
 //! (`storage.maintenance.uploadpurging`), as distribution does it, and
-//! scheduled garbage collection (`privateregistry.gc`).
+//! scheduled garbage collection (`privateregistry.gc`). Nodes sharing a
+//! store take turns (`crate::storage::schedule`), so each job runs once
+//! per registry and interval, not once per node.
 
 use crate::config::UploadPurging;
 use crate::storage::Registry;
+use crate::storage::schedule::{Schedule, Turn};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+/// Runs `job` (logged as `what`) if it is this node's turn this `interval`.
+/// If the nodes cannot agree (the store fails), it runs: a double run is
+/// harmless, a missed one is not noticed.
+async fn in_turn(
+    registry: &Registry,
+    schedule: &Schedule,
+    (what, interval): (&str, Duration),
+    job: impl std::future::Future<Output = ()>,
+) {
+    let key = what.replace(' ', "-");
+    let claimed = match schedule.claim(registry, &key, interval).await {
+        Ok(Turn::Mine(c)) => Some(c),
+        Ok(Turn::Taken { by, ago }) => {
+            log::info!("{what}: node {by} took this turn {ago:?} ago; not running here");
+            return;
+        }
+        Err(e) => {
+            log::warn!("{what}: cannot take turns with other nodes ({e}); running anyway");
+            None
+        }
+    };
+    log::debug!("{what}: this node's turn ({})", schedule.node());
+    match claimed {
+        Some(turn) => schedule.run(registry, turn, interval, job).await,
+        None => job.await,
+    }
+}
 
 /// The first purge runs soon after start, so a daemon restarted more often
 /// than `interval` still purges.
@@ -13,6 +44,7 @@ const FIRST_RUN_AFTER: Duration = Duration::from_secs(10);
 
 pub fn spawn_upload_purging(
     registry: Arc<Registry>,
+    schedule: Schedule,
     p: &UploadPurging,
 ) -> Option<tokio::task::JoinHandle<()>> {
     if !p.enabled {
@@ -24,22 +56,27 @@ pub fn spawn_upload_purging(
         loop {
             tokio::time::sleep(wait).await;
             wait = interval;
-            let cutoff = SystemTime::now() - age;
-            match registry.purge_uploads(cutoff, dry_run).await {
-                Ok(stale) => {
-                    let verb = if dry_run { "would purge" } else { "purged" };
-                    for s in &stale {
-                        log::info!("upload purging: {verb} upload {} in {}", s.id, s.repo);
-                    }
-                    log::info!(
-                        "upload purging: {verb} {} upload(s) older than {age:?}",
-                        stale.len()
-                    );
-                }
-                Err(e) => log::error!("upload purging: {e}"),
-            }
+            let job = purge(&registry, age, dry_run);
+            in_turn(&registry, &schedule, ("upload purging", interval), job).await;
         }
     }))
+}
+
+async fn purge(registry: &Registry, age: Duration, dry_run: bool) {
+    let cutoff = SystemTime::now() - age;
+    match registry.purge_uploads(cutoff, dry_run).await {
+        Ok(stale) => {
+            let verb = if dry_run { "would purge" } else { "purged" };
+            for s in &stale {
+                log::info!("upload purging: {verb} upload {} in {}", s.id, s.repo);
+            }
+            log::info!(
+                "upload purging: {verb} {} upload(s) older than {age:?}",
+                stale.len()
+            );
+        }
+        Err(e) => log::error!("upload purging: {e}"),
+    }
 }
 
 /// How soon after start the first scheduled collection runs (or after one
@@ -58,6 +95,7 @@ pub struct ScheduledGc {
 /// overlap; collections by other processes or nodes are safe anyway.
 pub fn spawn_scheduled_gc(
     registry: Arc<Registry>,
+    schedule: Schedule,
     c: &crate::config::collection::ScheduledGc,
 ) -> Option<ScheduledGc> {
     if !c.enabled {
@@ -74,7 +112,10 @@ pub fn spawn_scheduled_gc(
                 _ = stopped.changed() => return,
             }
             wait = interval;
-            let _ = crate::gc::run_scheduled(&registry, &opts).await;
+            let job = async {
+                let _ = crate::gc::run_scheduled(&registry, &opts).await;
+            };
+            in_turn(&registry, &schedule, ("garbage collection", interval), job).await;
         }
     });
     Some(ScheduledGc { stop, task })

@@ -144,10 +144,12 @@ pub async fn run(
         (
             maintenance::spawn_upload_purging(
                 state.services.registry.clone(),
+                state.services.schedule.clone(),
                 &state.config.storage.maintenance.uploadpurging,
             ),
             maintenance::spawn_scheduled_gc(
                 state.services.registry.clone(),
+                state.services.schedule.clone(),
                 &state.config.privateregistry.gc,
             ),
         )

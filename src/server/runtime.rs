@@ -19,12 +19,16 @@ pub struct Services {
     pub registry: Arc<Registry>,
     pub usage: Arc<crate::usage::Usage>,
     pub health: Arc<Health>,
+    /// This node's side of the turns nodes sharing the store take at periodic jobs.
+    pub schedule: crate::storage::schedule::Schedule,
 }
 
 impl Services {
     pub fn new(registry: Arc<Registry>) -> Services {
+        let schedule = crate::storage::schedule::Schedule::this_process();
         Services {
-            usage: crate::usage::Usage::new(registry.clone()),
+            usage: crate::usage::Usage::new(registry.clone(), schedule.clone()),
+            schedule,
             health: Arc::new(Health::default()),
             registry,
         }

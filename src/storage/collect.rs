@@ -55,17 +55,37 @@ impl Registry {
 
     /// Every digest with bytes in the blob store.
     pub async fn stored_blobs(&self) -> Result<Vec<Digest>> {
+        let mut out = vec![];
+        for dir in self.blob_store_dirs().await? {
+            out.extend(self.stored_blobs_in(&dir).await?);
+        }
+        Ok(out)
+    }
+
+    /// The blob store's `<algorithm>/<prefix>` directories, so a caller can
+    /// walk it one directory (a 256th of it) at a time.
+    pub async fn blob_store_dirs(&self) -> Result<Vec<String>> {
         let dir = format!("{}/blobs", paths::ROOT);
         let mut out = vec![];
         for alg in self.list(dir.clone()).await? {
             for prefix in self.list(format!("{dir}/{alg}")).await? {
-                for hex in self.list(format!("{dir}/{alg}/{prefix}")).await? {
-                    if let Ok(d) = format!("{alg}:{hex}").parse::<Digest>()
-                        && paths::blob_data(&d) == format!("{dir}/{alg}/{prefix}/{hex}/data")
-                    {
-                        out.push(d);
-                    }
-                }
+                out.push(format!("{dir}/{alg}/{prefix}"));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The digests with bytes in one of [`Self::blob_store_dirs`].
+    pub async fn stored_blobs_in(&self, dir: &str) -> Result<Vec<Digest>> {
+        let Some(alg) = dir.rsplit('/').nth(1) else {
+            return Ok(vec![]);
+        };
+        let mut out = vec![];
+        for hex in self.list(dir.to_string()).await? {
+            if let Ok(d) = format!("{alg}:{hex}").parse::<Digest>()
+                && paths::blob_data(&d) == format!("{dir}/{hex}/data")
+            {
+                out.push(d);
             }
         }
         Ok(out)

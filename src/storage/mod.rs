@@ -20,6 +20,7 @@ pub mod purge;
 pub mod referrers;
 pub mod refs;
 pub mod repository;
+pub mod schedule;
 pub mod tags;
 pub mod uploads;
 pub mod usage;
@@ -81,6 +82,10 @@ impl Registry {
     /// Whether the store can hand out direct URLs for blob GETs.
     pub async fn blob_redirect(&self, d: &Digest) -> Result<Option<String>> {
         Ok(self.driver.redirect_url(paths::blob_data(d)).await?)
+    }
+
+    pub fn read_only(&self) -> bool {
+        self.read_only
     }
 
     pub fn upload_limit(&self) -> Option<u64> {

@@ -6,6 +6,21 @@ use crate::names::{RepoName, Tag};
 
 pub const ROOT: &str = "docker/registry/v2";
 
+/// Our own records, beside distribution's tree (`docker/`), where neither
+/// it nor its tools look: `touched/` (the S3 driver's reference marks),
+/// `schedule/` (turns at periodic jobs), `usage/` (the published usage scan).
+pub const OWN: &str = "private-registry";
+
+/// The record of who last took a turn at periodic job `job`.
+pub fn schedule(job: &str) -> String {
+    format!("{OWN}/schedule/{job}")
+}
+
+/// The latest full usage scan, for nodes that did not make it.
+pub fn usage_inventory() -> String {
+    format!("{OWN}/usage/inventory")
+}
+
 pub fn repositories() -> String {
     format!("{ROOT}/repositories")
 }

@@ -746,16 +746,23 @@ pub fn run_ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Every regular file under `dir` (recursively), sorted; symlinks are not followed.
+/// Every regular file under `dir` (recursively), sorted; symlinks are not
+/// followed. A data directory's `private-registry/` (the daemon's own
+/// records beside distribution's tree: turns at periodic jobs, the published
+/// usage scan, rewritten on the daemon's timers) is left out.
 pub fn walk_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = vec![];
     let mut stack = vec![dir.to_path_buf()];
+    let own = dir.join("private-registry");
     while let Some(d) = stack.pop() {
         let Ok(rd) = std::fs::read_dir(&d) else {
             continue;
         };
         for e in rd.flatten() {
             let p = e.path();
+            if p == own {
+                continue;
+            }
             match e.file_type() {
                 Ok(t) if t.is_dir() => stack.push(p),
                 Ok(_) => out.push(p),

@@ -23,9 +23,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-/// Most names kept, over all directories (a few MiB at most); past it the
-/// cache starts again empty.
-const MAX_NAMES: usize = 100_000;
+/// Most memory the listings take, estimated by [`cost`]; past it the cache
+/// starts again empty. Counting names alone let 100,000 of them in small
+/// directories (three per repository, for a usage scan) take over 20 MiB.
+const BUDGET: usize = 8 << 20;
 const QUIET: Duration = Duration::from_millis(200);
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -61,7 +62,14 @@ pub struct Listings {
 #[derive(Default)]
 struct Cache {
     dirs: HashMap<PathBuf, Entry>,
-    names: usize,
+    bytes: usize,
+}
+
+/// About what a listing takes in memory: its path, each name with its
+/// `String`, and the map entry with its `Vec`.
+fn cost(dir: &Path, names: &[String]) -> usize {
+    let names: usize = names.iter().map(|n| n.len() + 40).sum();
+    dir.as_os_str().len() + names + 160
 }
 
 impl Listings {
@@ -86,13 +94,14 @@ impl Listings {
             .is_some_and(|age| age > QUIET);
         let mut cache = self.map.lock().expect("listings lock");
         if let Some(old) = cache.dirs.remove(dir) {
-            cache.names -= old.names.len();
+            cache.bytes -= cost(dir, &old.names);
         }
-        if quiet && names.len() <= MAX_NAMES {
-            if cache.names + names.len() > MAX_NAMES {
+        let size = cost(dir, &names);
+        if quiet && size <= BUDGET {
+            if cache.bytes + size > BUDGET {
                 *cache = Cache::default();
             }
-            cache.names += names.len();
+            cache.bytes += size;
             let names = names.clone();
             cache
                 .dirs
