@@ -67,13 +67,21 @@ fn dev_server_reports_its_process() {
         1.0
     );
 
-    // Each idle client connection holds one descriptor in the server.
-    let fds = must(&m, "process_open_fds");
+    // Each idle client connection holds one descriptor in the server. The
+    // background work just after a start (its first usage scan, claiming
+    // its turn at the periodic jobs) holds files for moments: the baseline
+    // is the fewest seen over a second.
+    let counted = || must(&scrape(debug), "process_open_fds");
+    let fds = (0..10)
+        .map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            counted()
+        })
+        .fold(f64::MAX, f64::min);
     assert!(fds >= 3.0, "{fds}");
     let clients: Vec<TcpStream> = (0..20)
         .map(|_| TcpStream::connect(s.addr).unwrap())
         .collect();
-    let counted = || must(&scrape(debug), "process_open_fds");
     assert!(wait_for(10, || counted() >= fds + 20.0), "{}", counted());
     drop(clients);
     assert!(wait_for(10, || counted() < fds + 20.0), "{}", counted());
