@@ -137,7 +137,7 @@ fn collectors_killed_mid_collection_lose_nothing() {
             let mut rng = Rng::new(seed);
             let (mut killed, mut finished, mut put_back) = (0, 0, 0);
             while !stop.load(Ordering::SeqCst) {
-                let mut child = Command::new(BIN)
+                let child = Command::new(BIN)
                     .args([
                         "garbage-collect",
                         "--delete-untagged",
@@ -150,14 +150,12 @@ fn collectors_killed_mid_collection_lose_nothing() {
                     .stderr(Stdio::null())
                     .spawn()
                     .unwrap();
-                std::thread::sleep(Duration::from_millis(rng.below(60)));
-                if child.try_wait().unwrap().is_none() {
-                    child.kill().unwrap();
+                let (was_killed, out) = kill_after(child, Duration::from_millis(rng.below(60)));
+                if was_killed {
                     killed += 1;
                 } else {
                     finished += 1;
                 }
-                let out = child.wait_with_output().unwrap();
                 // What a killed run left aside, the next one puts back.
                 put_back += String::from_utf8_lossy(&out.stdout)
                     .matches("put back")

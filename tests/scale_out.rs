@@ -749,19 +749,18 @@ fn collection_on_one_node_with_killed_collectors_loses_no_blob_of_a_pushed_image
             let mut rng = Rng::new(seed);
             let (mut killed, mut finished) = (0, 0);
             while !stop.load(Ordering::SeqCst) {
-                let mut child = collector(&config)
+                let child = collector(&config)
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())
                     .spawn()
                     .unwrap();
-                std::thread::sleep(Duration::from_millis(20 + rng.below(1000)));
-                if child.try_wait().unwrap().is_none() {
-                    child.kill().unwrap();
+                let after = Duration::from_millis(20 + rng.below(1000));
+                let (was_killed, out) = kill_after(child, after);
+                if was_killed {
                     killed += 1;
                 } else {
                     finished += 1;
                 }
-                let out = child.wait_with_output().unwrap();
                 let mut said = said.lock().unwrap();
                 said.push_str(&String::from_utf8_lossy(&out.stdout));
                 said.push_str(&String::from_utf8_lossy(&out.stderr));

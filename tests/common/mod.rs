@@ -887,6 +887,18 @@ pub fn audit_store(root: &Path) -> StoreAudit {
     a
 }
 
+/// Lets `child` run for `after`, then kills it if it is still running (a
+/// collector killed at a random moment); returns whether it was killed and
+/// what it printed on the pipes it was given.
+pub fn kill_after(mut child: Child, after: Duration) -> (bool, std::process::Output) {
+    std::thread::sleep(after);
+    let killed = child.try_wait().unwrap().is_none();
+    if killed {
+        child.kill().unwrap();
+    }
+    (killed, child.wait_with_output().unwrap())
+}
+
 /// A child process killed (and reaped) when dropped.
 pub struct ProcGuard(pub Option<Child>);
 
