@@ -74,14 +74,6 @@ fn check_registry_image(
     m
 }
 
-fn tags_of(s: &Server, repo: &str) -> Vec<String> {
-    let r = s.req("GET", &format!("/v2/{repo}/tags/list")).send();
-    assert_eq!(r.status, 200, "{}", r.text());
-    let mut t = strings(&r.json()["tags"]);
-    t.sort();
-    t
-}
-
 #[test]
 fn import_push_rmi_pull_roundtrip() {
     let _one = ONE_DOCKERD.lock().unwrap_or_else(|e| e.into_inner());

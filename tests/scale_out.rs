@@ -68,14 +68,6 @@ fn through_front(
     (r, node.unwrap())
 }
 
-fn tags(s: &Server, repo: &str) -> Vec<String> {
-    let r = s.req("GET", &format!("/v2/{repo}/tags/list")).send();
-    assert_eq!(r.status, 200, "{}", r.text());
-    let mut t = strings(&r.json()["tags"]);
-    t.sort();
-    t
-}
-
 #[test]
 fn one_push_spreads_over_the_nodes_and_every_node_sees_its_result_at_once() {
     let Some((_serial, n)) = start(
@@ -201,7 +193,11 @@ fn one_push_spreads_over_the_nodes_and_every_node_sees_its_result_at_once() {
         .send();
     assert_eq!(r.status, 201);
     for i in all.clone() {
-        assert_eq!(tags(n.server(i), "spread/chunked"), ["1", "2"], "node {i}");
+        assert_eq!(
+            tags_of(n.server(i), "spread/chunked"),
+            ["1", "2"],
+            "node {i}"
+        );
     }
     assert_eq!(
         n.node_req(1, "DELETE", "/v2/spread/chunked/manifests/2")
@@ -210,7 +206,7 @@ fn one_push_spreads_over_the_nodes_and_every_node_sees_its_result_at_once() {
         202
     );
     for i in all.clone() {
-        assert_eq!(tags(n.server(i), "spread/chunked"), ["1"], "node {i}");
+        assert_eq!(tags_of(n.server(i), "spread/chunked"), ["1"], "node {i}");
         assert_eq!(get_manifest(n.server(i), "spread/chunked", "2").status, 404);
     }
     let by_digest = format!("/v2/spread/chunked/manifests/{md}");
@@ -245,7 +241,7 @@ fn one_push_spreads_over_the_nodes_and_every_node_sees_its_result_at_once() {
         "the confirmation and the POST on one node"
     );
     for i in all.clone() {
-        assert_eq!(tags(n.server(i), "spread/ui"), ["3.0"], "node {i}");
+        assert_eq!(tags_of(n.server(i), "spread/ui"), ["3.0"], "node {i}");
     }
 }
 
@@ -288,7 +284,7 @@ fn updates_read_back(
         }
         // The tag list too, now and then (it lists the whole repository).
         if i % 20 == 0 {
-            let listed = tags(n.server(reader), "rw/app").contains(&tag.to_string());
+            let listed = tags_of(n.server(reader), "rw/app").contains(&tag.to_string());
             if listed != want.is_some() {
                 stale.push(format!("{tag} round {i}: node {reader} lists it: {listed}"));
             }

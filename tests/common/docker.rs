@@ -7,7 +7,7 @@
 //! only one engine runs at a time: two vfs engines on two cores starve each
 //! other's start-up.
 
-use super::{ProcGuard, TempDir, random_bytes, run_ok, wait_for};
+use super::{ProcGuard, Server, TempDir, random_bytes, run_ok, wait_for};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -262,6 +262,15 @@ pub fn rootfs_tar(work: &Path, seed: u64) -> (PathBuf, Vec<u8>) {
             .arg("."),
     );
     (tar, big)
+}
+
+/// The sorted tags of `repo`, which must answer 200.
+pub fn tags_of(s: &Server, repo: &str) -> Vec<String> {
+    let r = s.req("GET", &format!("/v2/{repo}/tags/list")).send();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut t = strings(&r.json()["tags"]);
+    t.sort();
+    t
 }
 
 /// The strings of a JSON array (none for anything else).
