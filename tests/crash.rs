@@ -1030,8 +1030,9 @@ fn sigkill_at_every_step_of_completing_an_upload_loses_nothing() {
 /// A PUT killed while appending its final chunk leaves bytes in the upload
 /// nobody acknowledged; the client, not knowing, sends the whole chunk
 /// again, and the upload completes with the right bytes. The kill comes
-/// once a batch is handed to the writer, which may not have written it yet,
-/// so the kill is repeated (ten times at most) until bytes are left over.
+/// once a batch is handed to the writer, which may not have written it yet:
+/// the body pauses after its first batch so the writer can, and the kill is
+/// repeated (ten times at most) until bytes are left over.
 #[test]
 fn a_put_killed_mid_final_chunk_is_retried_whole() {
     let point = "finish-upload:appending";
@@ -1041,11 +1042,17 @@ fn a_put_killed_mid_final_chunk_is_retried_whole() {
         let mut s = Server::start_on(&root, "", &[("PRIVATE_REGISTRY_CRASH_AT", point)]);
         let data = random_bytes(6 * MIB + 123, 0xA99E + attempt);
         let up = acknowledged_upload(&s, "team/finish", data, true);
+        // One batch (1 MiB) and a bit, then a pause: the daemon dies once
+        // the second batch arrives, the first written by then.
+        let pause = Duration::from_millis(300 + 200 * attempt);
+        let sent = s
+            .req("PUT", &up.put)
+            .body(up.final_chunk.clone())
+            .try_send_paused(MIB + 4096, pause);
         assert!(
-            s.req("PUT", &up.put)
-                .body(up.final_chunk.clone())
-                .try_send()
-                .is_err()
+            sent.is_err(),
+            "the PUT was answered: {:?}",
+            sent.map(|r| r.status)
         );
         assert_killed(wait_for_own_death(&mut s).expect("killed at the crash point"));
 

@@ -15,6 +15,9 @@ const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 /// Runs a collection on the server's configuration and returns its output.
 fn gc(s: &Server, args: &[&str]) -> String {
+    if args.windows(2).any(|a| a == ["--grace", "0s"]) {
+        common::s3::settle_times();
+    }
     run_ok(
         Command::new(BIN)
             .arg("garbage-collect")

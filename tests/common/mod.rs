@@ -410,6 +410,23 @@ impl Req {
         Ok(r)
     }
 
+    /// Like [`Req::try_send`] over plain HTTP, but the body stops for
+    /// `pause` after its first `after` bytes, so the server has taken those
+    /// in (and acted on them) before the rest arrives.
+    pub fn try_send_paused(self, after: usize, pause: Duration) -> std::io::Result<Resp> {
+        assert!(self.tls.is_none(), "plain HTTP only");
+        let raw = self.encode();
+        let split = raw.len() - self.body.len() + after.min(self.body.len());
+        let mut s = TcpStream::connect(self.addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        s.write_all(&raw[..split])?;
+        std::thread::sleep(pause);
+        s.write_all(&raw[split..])?;
+        let mut buf = vec![];
+        let _ = s.read_to_end(&mut buf);
+        try_parse_response(&buf, self.method == "HEAD")
+    }
+
     fn encode(&self) -> Vec<u8> {
         let mut head = format!(
             "{} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
