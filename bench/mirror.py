@@ -86,6 +86,13 @@ class Throttle:
             except OSError:
                 pass
 
+    @staticmethod
+    def cpu():
+        """CPU seconds of this process: the relay's threads, and the
+        harness, which only waits while a pull runs."""
+        t = os.times()
+        return t.user + t.system
+
     def stop(self):
         self.listener.close()
         for s in self.open:
@@ -98,6 +105,7 @@ class MirrorBench:
         self.size = os.path.getsize(blob)
         self.samples = {}  # (setting, row, kind) -> [value]
         self.metrics = None  # the upstream's Prometheus URL
+        self.relay = None  # the Throttle in front of the upstream, if any
         self.notes = []
 
     # ------------------------------------------------------------ measuring
@@ -106,7 +114,9 @@ class MirrorBench:
         """One load generator run against `base`: its JSON, plus `cpu`, the
         CPU seconds each of `procs` ({name: Registry}) used meanwhile, and
         `client`, the load generator's own."""
-        procs = procs or {}
+        procs = dict(procs or {})
+        if self.relay and procs:
+            procs["relay"] = self.relay
         os.sync()
         c0 = {n: p.cpu() for n, p in procs.items()}
         t0 = os.times()
@@ -188,6 +198,7 @@ class MirrorBench:
         name = "loopback" if not limit else f"upstream limited to {limit:g} MB/s"
         front = Throttle(ctx, upstream.port, limit) if limit else None
         ubase = front.base if front else upstream.base
+        self.relay = front
         try:
             ctx.log(f"{name}: warming the upstream's page cache")
             self.pull(ubase, {})
@@ -195,6 +206,7 @@ class MirrorBench:
                 ctx.log(f"{name}: repetition {rep + 1}/{reps}")
                 self.repetition(name, rep, upstream, ubase, ref_direct, limit)
         finally:
+            self.relay = None
             if front:
                 front.stop()
 
@@ -345,14 +357,17 @@ def setting_table(bench, setting):
                      ratios(bench, setting, "ours", warm, plain, "ours"),
                      ratios(bench, setting, "ref", warm, plain, "ref"))
     cpu_rows = [row for row in rows if row.endswith("(MB/s)")]
-    out += ["", "CPU seconds per pull (medians): the cache's (or the plain registry's), "
-            "the upstream's, the load generator's:", "",
-            "| row | ours: cache | ours: upstream | ours: client | ref: cache | ref: upstream | ref: client |",
-            "|---|---:|---:|---:|---:|---:|---:|"]
+    names = ["cache", "upstream", "client"]
+    if any(s == setting and row.endswith(": CPU, relay (s)") for (s, row, _) in bench.samples):
+        names.append("relay")
+    out += ["", f"CPU seconds per pull (medians): the cache's (or the plain registry's), "
+            f"the upstream's, the load generator's{', the relay' + chr(39) + 's' if 'relay' in names else ''}:", "",
+            "| row | " + " | ".join(f"{k}: {n}" for k in ("ours", "ref") for n in names) + " |",
+            "|---|" + "---:|" * (2 * len(names))]
     for row in cpu_rows:
         cells = [row.replace(" (MB/s)", "")]
         for kind in ("ours", "ref"):
-            for name in ("cache", "upstream", "client"):
+            for name in names:
                 v = None
                 for alias in ((name, "registry") if name == "cache" else (name,)):
                     v = v if v is not None else med(bench.samples.get((setting, f"{row}: CPU, {alias} (s)", kind), []))
