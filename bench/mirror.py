@@ -23,6 +23,13 @@ BLOB_REPO, IMAGE_REPO, TAG = "bench/big", "bench/small", "t00000"
 STORE_WAIT = 300
 
 
+def busy():
+    """CPU seconds the whole machine has spent busy so far (/proc/stat)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
 class Throttle:
     """A TCP relay in front of the upstream that paces what the upstream
     sends to `mbps` MB/s per connection, as if it were across a link of that
@@ -119,15 +126,19 @@ class MirrorBench:
             procs["relay"] = self.relay
         os.sync()
         c0 = {n: p.cpu() for n, p in procs.items()}
-        t0 = os.times()
+        b0, t0 = busy(), os.times()
         out = subprocess.run([self.ctx.loadgen, cmd, "--base", base, *a], capture_output=True,
                              text=True, env=self.ctx.client_env)
-        t1 = os.times()
+        t1, b1 = os.times(), busy()
         if out.returncode != 0:
             raise RuntimeError(f"loadgen {cmd} {base}: {out.stderr.strip()}")
         r = self.ctx.json.loads(out.stdout)
         r["cpu"] = {n: p.cpu() - c0[n] for n, p in procs.items()}
         r["client"] = (t1.children_user - t0.children_user) + (t1.children_system - t0.children_system)
+        if procs:
+            # The machine is shared: what else ran meanwhile (the harness
+            # only waits; the relay, when there is one, is in `procs`).
+            r["cpu"]["others"] = max(0.0, b1 - b0 - sum(r["cpu"].values()) - r["client"])
         if r.get("err"):
             self.notes.append(f"{cmd} {base}: {r['err']} failed requests")
         return r
@@ -360,8 +371,11 @@ def setting_table(bench, setting):
     names = ["cache", "upstream", "client"]
     if any(s == setting and row.endswith(": CPU, relay (s)") for (s, row, _) in bench.samples):
         names.append("relay")
+    names.append("others")
+    relay = ", the relay's" if "relay" in names else ""
     out += ["", f"CPU seconds per pull (medians): the cache's (or the plain registry's), "
-            f"the upstream's, the load generator's{', the relay' + chr(39) + 's' if 'relay' in names else ''}:", "",
+            f"the upstream's, the load generator's{relay}, and everything else on the machine "
+            f"meanwhile (other work on this shared machine):", "",
             "| row | " + " | ".join(f"{k}: {n}" for k in ("ours", "ref") for n in names) + " |",
             "|---|" + "---:|" * (2 * len(names))]
     for row in cpu_rows:
