@@ -22,8 +22,13 @@ use tokio::sync::mpsc;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Redirects followed to reach the bytes (Docker Hub sends one, to its CDN).
 const MAX_REDIRECTS: usize = 5;
-/// Chunks buffered towards the client and towards the store.
-const QUEUE: usize = 16;
+/// Batches buffered towards the client and towards the store.
+const QUEUE: usize = 8;
+/// The upstream's frames (tens of KiB) go on in batches of about this
+/// much, so the tasks pass one message per batch rather than per frame.
+const BATCH: usize = 512 << 10;
+
+type Batch = std::io::Result<Vec<Bytes>>;
 
 pub enum BlobAnswer {
     /// Cached (now linked into the repository): serve it as any blob.
@@ -66,16 +71,31 @@ impl Mirrors {
         Ok(BlobAnswer::Fetched { size, body })
     }
 
-    /// Whether the blob is readable in the repository, linking it if it
-    /// is stored for another.
+    /// Whether the blob is readable in the repository. One stored for
+    /// another repository is linked here only once this repository is shown
+    /// to have it upstream (or, the upstream down, a cached manifest here
+    /// references it): a digest alone must not open another repository's
+    /// blob, as it must not for a mount.
     async fn linked(&self, c: &Cached<'_>, d: &Digest) -> Result<bool, MirrorError> {
         match self.registry.blob_size(c.repo, d).await {
-            Ok(_) => Ok(true),
-            Err(StorageError::BlobUnknown(_)) => {
-                Ok(self.registry.link_stored_blob(c.repo, d).await?.is_some())
-            }
-            Err(e) => Err(e.into()),
+            Ok(_) => return Ok(true),
+            Err(StorageError::BlobUnknown(_)) => {}
+            Err(e) => return Err(e.into()),
         }
+        if !self.registry.blob_stored(d).await? {
+            return Ok(false);
+        }
+        let upstream_has = match self.ask_blob(c, Method::HEAD, d).await {
+            Ok(_) => true,
+            Err(MirrorError::Upstream { source, .. }) if source.is_outage() => {
+                self.registry.manifests_reference(c.repo, d).await?
+            }
+            Err(e) => return Err(e),
+        };
+        if !upstream_has {
+            return Err(StorageError::BlobUnknown(d.clone()).into());
+        }
+        Ok(self.registry.link_stored_blob(c.repo, d).await?.is_some())
     }
 
     /// A blob request to the upstream, following its redirects (without
@@ -133,9 +153,11 @@ impl Mirrors {
         let registry = self.registry.clone();
         let stored = {
             let (repo, d) = (repo.clone(), d.clone());
-            tokio::spawn(
-                async move { registry.put_blob(&repo, &d, Box::pin(Channel(store))).await },
-            )
+            tokio::spawn(async move {
+                registry
+                    .put_blob(&repo, &d, Box::pin(Channel::new(store)))
+                    .await
+            })
         };
         tokio::spawn(async move {
             let _flight = flight;
@@ -160,7 +182,7 @@ impl Mirrors {
                 }
             }
         });
-        Box::pin(Channel(client))
+        Box::pin(Channel::new(client))
     }
 }
 
@@ -168,34 +190,59 @@ impl Mirrors {
 /// the last to the client, which is returned for sending once verified.
 async fn copy(
     mut body: Incoming,
-    to_store: &mpsc::Sender<std::io::Result<Bytes>>,
-    to_client: &mpsc::Sender<std::io::Result<Bytes>>,
+    to_store: &mpsc::Sender<Batch>,
+    to_client: &mpsc::Sender<Batch>,
     label: &str,
-) -> Result<Option<Bytes>, String> {
-    let mut held: Option<Bytes> = None;
+) -> Result<Option<Vec<Bytes>>, String> {
+    let mut held: Option<Vec<Bytes>> = None;
     loop {
-        let frame = match tokio::time::timeout(IDLE_TIMEOUT, body.frame()).await {
-            Err(_) => return Err(format!("no bytes for {}s", IDLE_TIMEOUT.as_secs())),
-            Ok(None) => return Ok(held),
-            Ok(Some(Err(e))) => return Err(e.to_string()),
-            Ok(Some(Ok(f))) => f,
+        let Some(batch) = next_batch(&mut body).await? else {
+            return Ok(held);
         };
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        crate::metrics::mirror_upstream_bytes(label, data.len() as u64);
-        if to_store.send(Ok(data.clone())).await.is_err() {
+        let n: usize = batch.iter().map(Bytes::len).sum();
+        crate::metrics::mirror_upstream_bytes(label, n as u64);
+        if to_store.send(Ok(batch.clone())).await.is_err() {
             return Err("storing stopped".into());
         }
-        if let Some(prev) = held.replace(data) {
+        if let Some(prev) = held.replace(batch) {
             // A client that left does not stop the fetch.
             let _ = to_client.send(Ok(prev)).await;
         }
     }
 }
 
-/// A channel's receiving end as a byte stream.
-struct Channel(mpsc::Receiver<std::io::Result<Bytes>>);
+/// The upstream's next frames, about [`BATCH`] bytes of them; `None` at the end.
+async fn next_batch(body: &mut Incoming) -> Result<Option<Vec<Bytes>>, String> {
+    let (mut batch, mut len) = (vec![], 0);
+    while len < BATCH {
+        let frame = match tokio::time::timeout(IDLE_TIMEOUT, body.frame()).await {
+            Err(_) => return Err(format!("no bytes for {}s", IDLE_TIMEOUT.as_secs())),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(e.to_string()),
+            Ok(Some(Ok(f))) => f,
+        };
+        if let Ok(data) = frame.into_data() {
+            len += data.len();
+            batch.push(data);
+        }
+    }
+    Ok((!batch.is_empty()).then_some(batch))
+}
+
+/// A channel of batches as a byte stream.
+struct Channel {
+    rx: mpsc::Receiver<Batch>,
+    ready: std::collections::VecDeque<Bytes>,
+}
+
+impl Channel {
+    fn new(rx: mpsc::Receiver<Batch>) -> Channel {
+        Channel {
+            rx,
+            ready: Default::default(),
+        }
+    }
+}
 
 impl futures_core::Stream for Channel {
     type Item = std::io::Result<Bytes>;
@@ -203,7 +250,17 @@ impl futures_core::Stream for Channel {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx)
+        use std::task::Poll;
+        loop {
+            if let Some(b) = self.ready.pop_front() {
+                return Poll::Ready(Some(Ok(b)));
+            }
+            match std::task::ready!(self.rx.poll_recv(cx)) {
+                Some(Ok(batch)) => self.ready.extend(batch),
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => return Poll::Ready(None),
+            }
+        }
     }
 }
 

@@ -68,3 +68,81 @@ async fn evict_to_fit(
     }
     Ok(evicted)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::duration::GoDuration;
+    use crate::config::mirror::Size;
+    use crate::digest::Digest;
+    use crate::storage::driver::filesystem::FilesystemDriver;
+    use bytes::Bytes;
+    use std::sync::Arc;
+
+    /// A cached repository holding one blob of `size` bytes, last pulled `ago`.
+    async fn cached(
+        reg: &Registry,
+        dir: &std::path::Path,
+        name: &str,
+        size: usize,
+        ago: Duration,
+    ) -> RepoName {
+        let repo = RepoName::parse(name).unwrap();
+        let bytes = Bytes::from(vec![name.as_bytes()[0]; size]);
+        let d = Digest::sha256_of(&bytes);
+        let body: crate::storage::ByteStream = Box::pin(futures_stream(bytes));
+        reg.put_blob(&repo, &d, body).await.unwrap();
+        reg.note_pulled(&repo).await.unwrap();
+        let record = dir.join(crate::storage::paths::mirror_pulled(&repo));
+        let f = std::fs::File::options().write(true).open(record).unwrap();
+        f.set_modified(SystemTime::now() - ago).unwrap();
+        repo
+    }
+
+    fn futures_stream(b: Bytes) -> impl futures_core::Stream<Item = std::io::Result<Bytes>> {
+        struct Once(Option<Bytes>);
+        impl futures_core::Stream for Once {
+            type Item = std::io::Result<Bytes>;
+            fn poll_next(
+                mut self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Option<Self::Item>> {
+                std::task::Poll::Ready(self.0.take().map(Ok))
+            }
+        }
+        Once(Some(b))
+    }
+
+    #[tokio::test]
+    async fn expired_go_first_then_the_least_recently_pulled_past_the_cap() {
+        let dir = std::env::temp_dir().join(format!("pr-expiry-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let reg = Registry::new(Arc::new(FilesystemDriver::new(&dir)));
+        let day = Duration::from_secs(86400);
+        let old = cached(&reg, &dir, "m/old", 100, day * 8).await;
+        let older = cached(&reg, &dir, "m/older", 200, day * 2).await;
+        let recent = cached(&reg, &dir, "m/recent", 300, Duration::ZERO).await;
+        let c = MirrorCache {
+            expiry: GoDuration(day * 7),
+            maxsize: Size(350),
+        };
+        let r = reclaim(&reg, &c).await.unwrap();
+        assert_eq!(r.expired, vec![old.clone()]);
+        assert_eq!(r.evicted, vec![older.clone()]);
+        let left: Vec<RepoName> = reg
+            .cached_repositories()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect();
+        assert_eq!(left, vec![recent.clone()]);
+        for gone in [&old, &older] {
+            assert!(!reg.is_repository(gone).await.unwrap(), "{gone}");
+        }
+        assert!(reg.is_repository(&recent).await.unwrap());
+        // Within the cap and the expiry, nothing more goes.
+        assert_eq!(reclaim(&reg, &c).await.unwrap(), Reclaimed::default());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -163,6 +163,7 @@ pub async fn run(
             m.registry(),
             state.services.schedule.clone(),
             &state.config.privateregistry.mirrorcache,
+            state.config.privateregistry.gc.grace.0,
         ));
     }
     let result = serve(rx, state, watchdog, &threads).await;

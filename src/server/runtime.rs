@@ -28,7 +28,13 @@ pub struct Services {
 impl Services {
     pub fn new(registry: Arc<Registry>, config: &Config) -> Result<Services, ServeError> {
         let schedule = crate::storage::schedule::Schedule::this_process();
-        let upstreams = config.upstreams(&mut vec![])?;
+        let mut upstreams = config.upstreams(&mut vec![])?;
+        if config.storage.maintenance.readonly.enabled && !upstreams.is_empty() {
+            log::info!(
+                "read-only mode: the pull-through cache serves what it holds and fetches nothing"
+            );
+            upstreams.clear();
+        }
         let mirrors = crate::mirror::Mirrors::new(upstreams, registry.clone())
             .map_err(|e| ServeError::StorageSetup(format!("pull-through cache: {e}")))?;
         Ok(Services {
