@@ -12,7 +12,6 @@ import shutil
 import socket
 import statistics
 import subprocess
-import tempfile
 import threading
 import time
 import urllib.request
@@ -46,7 +45,7 @@ class Throttle:
     PIECE = 256 << 10
     SLACK = 0.005
 
-    def __init__(self, ctx, upstream_port, mbps):
+    def __init__(self, upstream_port, mbps):
         self.upstream = ("127.0.0.1", upstream_port)
         self.rate = mbps * 1e6
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -117,8 +116,8 @@ class MirrorBench:
         self.samples = {}  # (setting, row, kind) -> [value]
         self.metrics = None  # the upstream's Prometheus URL
         self.relay = None  # the Throttle in front of the upstream, if any
-        # The current repetition's figures, kept only if nothing else on the
-        # machine took much CPU meanwhile (`busiest_others`).
+        # The current repetition's figures: kept once it ran undisturbed
+        # (`busiest_others`), or after its last retry.
         self.pending, self.busiest_others = [], 0.0
         self.notes = []
 
@@ -219,7 +218,7 @@ class MirrorBench:
         or paced to `limit` MB/s by a relay."""
         ctx = self.ctx
         name = "loopback" if not limit else f"upstream limited to {limit:g} MB/s"
-        front = Throttle(ctx, upstream.port, limit) if limit else None
+        front = Throttle(upstream.port, limit) if limit else None
         ubase = front.base if front else upstream.base
         self.relay = front
         try:
