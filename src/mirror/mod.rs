@@ -36,7 +36,7 @@ const MANIFEST_TYPES: [&str; 4] = [
 ];
 
 /// How often a repository's "last pulled" record is rewritten at most:
-/// expiry counts in days.
+/// expiry counts in days. A pull in between still checks it exists.
 const PULLED_EVERY: Duration = Duration::from_secs(600);
 
 /// One upstream and how to reach it.
@@ -142,21 +142,30 @@ impl Mirrors {
     /// Records that a cached repository was pulled, for expiry and the
     /// size cap; at most every [`PULLED_EVERY`] per repository and node.
     async fn note_pulled(&self, repo: &RepoName) {
-        {
-            let mut pulled = self.pulled.lock().unwrap_or_else(|e| e.into_inner());
-            let now = Instant::now();
-            if pulled
-                .get(repo)
-                .is_some_and(|t| now.duration_since(*t) < PULLED_EVERY)
-            {
-                return;
-            }
-            pulled.retain(|_, t| now.duration_since(*t) < PULLED_EVERY);
-            pulled.insert(repo.clone(), now);
+        if self.noted_recently(repo) && self.registry.is_cached(repo).await.unwrap_or(true) {
+            // Written within the interval and still there: expiry or the
+            // size cap (on any node) removes the record with the repository.
+            return;
         }
         if let Err(e) = self.registry.note_pulled(repo).await {
             log::warn!("mirror: cannot record a pull of {repo}: {e}");
         }
+    }
+
+    /// Whether this node wrote `repo`'s record within [`PULLED_EVERY`];
+    /// if not, it is taken as written now.
+    fn noted_recently(&self, repo: &RepoName) -> bool {
+        let mut pulled = self.pulled.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if pulled
+            .get(repo)
+            .is_some_and(|t| now.duration_since(*t) < PULLED_EVERY)
+        {
+            return true;
+        }
+        pulled.retain(|_, t| now.duration_since(*t) < PULLED_EVERY);
+        pulled.insert(repo.clone(), now);
+        false
     }
 }
 
