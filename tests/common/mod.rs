@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod conformance;
+pub mod containerd;
 pub mod distribution;
 pub mod docker;
 pub mod front;
@@ -14,7 +15,9 @@ pub mod oci;
 pub mod s3;
 pub mod store;
 pub mod tls;
+pub mod token;
 pub mod ui;
+pub mod upstream;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

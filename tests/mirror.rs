@@ -1,0 +1,874 @@
+//! The pull-through cache (`privateregistry.mirrors`, distribution's
+//! `proxy:`) against real registries on loopback as upstreams: Debian's
+//! `docker-registry` (CNCF distribution 2.8) anonymous, behind htpasswd, and
+//! behind a bearer-token challenge from an issuer run here
+//! (`common::token`); and our own server. Pulled by real clients: a Docker
+//! engine through `registry-mirrors`, skopeo by the prefixed name, a private
+//! containerd through a hosts.toml mirror (`?ns=docker.io`), curl and the
+//! harness's raw HTTP client.
+//!
+//! What the upstream saw comes from its access log; what the cache did from
+//! ours and from the debug listener's `registry_mirror_*` metrics. Nothing
+//! here reads the cache's data directory, so the tests run on S3 as well;
+//! the one upstream a test alters on disk is always on the filesystem.
+
+mod common;
+
+use common::containerd::Containerd;
+use common::distribution::Distribution;
+use common::docker::*;
+use common::images::pulls_completely;
+use common::metrics::scrape;
+use common::oci::{Image, Layout, skopeo};
+use common::token::{Grant, TokenIssuer};
+use common::upstream::*;
+use common::*;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const PREFIX: &str = "docker.io";
+/// The debug listener with Prometheus metrics, under `http:`.
+const DEBUG: &str = "  debug:\n    addr: 127.0.0.1:0\n    prometheus:\n      enabled: true\n";
+
+/// One `privateregistry.mirrors` entry: its prefix, upstream, and other
+/// keys (`ttl: 5s`, `unprefixed: true`, credentials).
+struct Mirror<'a> {
+    prefix: &'a str,
+    upstream: SocketAddr,
+    keys: &'a [&'a str],
+}
+
+impl Mirror<'_> {
+    fn yaml(&self) -> String {
+        let mut y = format!(
+            "    - prefix: {}\n      remoteurl: http://{}\n",
+            self.prefix, self.upstream
+        );
+        for k in self.keys {
+            y.push_str(&format!("      {k}\n"));
+        }
+        y
+    }
+}
+
+/// Our server with `mirrors`, metrics on, `top` YAML (such as `auth:`) and
+/// `ours` further keys under `privateregistry:`.
+fn start_mirror(top: &str, mirrors: &[Mirror], ours: &str) -> Server {
+    let entries: String = mirrors.iter().map(Mirror::yaml).collect();
+    Server::start_with(&format!(
+        "{DEBUG}{top}privateregistry:\n  mirrors:\n{entries}{ours}"
+    ))
+}
+
+/// The sum of the samples of `name` whose labels include every `labels` pair.
+fn metric(s: &Server, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape(s.debug_addr())
+        .iter()
+        .filter(|(series, _)| {
+            let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+        })
+        .map(|(_, v)| v)
+        .sum()
+}
+
+fn hits(s: &Server, upstream: &str, kind: &str) -> f64 {
+    metric(
+        s,
+        "registry_mirror_hits_total",
+        &[("upstream", upstream), ("kind", kind)],
+    )
+}
+
+fn misses(s: &Server, upstream: &str, kind: &str) -> f64 {
+    metric(
+        s,
+        "registry_mirror_misses_total",
+        &[("upstream", upstream), ("kind", kind)],
+    )
+}
+
+/// Waits until the upstream's log shows `n` requests `method path`, and
+/// returns the count then (more than `n` is returned at once).
+fn upstream_requests(log: impl Fn() -> String, method: &str, path: &str, n: usize) -> usize {
+    let mut seen = 0;
+    wait_for(10, || {
+        seen = requests(&log(), method, path);
+        seen >= n
+    });
+    seen
+}
+
+/// A scratch directory, an image built in it and pushed as `repo:tag` to
+/// `target`.
+fn pushed(
+    target: &Target,
+    repo: &str,
+    tag: &str,
+    seed: u64,
+    big: usize,
+) -> (TempDir, Layout, Image) {
+    let work = TempDir::new("mirror-img");
+    let (layout, image) = image(&work.0, seed, big);
+    target.push(&layout, &image, repo, tag);
+    (work, layout, image)
+}
+
+/// `curl` GETs of `url`, all started before any is waited for: for each,
+/// curl's exit code, the HTTP status it saw and the bytes it received.
+fn parallel_curls(
+    url: &str,
+    accept: Option<&str>,
+    n: usize,
+    dir: &std::path::Path,
+) -> Vec<(i32, String, Vec<u8>)> {
+    let out = |i: usize| dir.join(format!("curl-{i}"));
+    let children: Vec<_> = (0..n)
+        .map(|i| {
+            let mut c = Command::new("curl");
+            c.args(["-sS", "--max-time", "120", "-w", "%{http_code}", "-o"])
+                .arg(out(i));
+            if let Some(a) = accept {
+                c.args(["-H", &format!("Accept: {a}")]);
+            }
+            c.arg(url)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot run curl: {e}"))
+        })
+        .collect();
+    children
+        .into_iter()
+        .enumerate()
+        .map(|(i, child)| {
+            let done = child.wait_with_output().unwrap();
+            (
+                done.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&done.stdout).into_owned(),
+                std::fs::read(out(i)).unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Real clients: Docker, skopeo, containerd.
+// ---------------------------------------------------------------------------
+
+/// Docker's `registry-mirrors` asks for Docker Hub names unprefixed
+/// (`library/app`); the mirror that has `unprefixed: true` serves them from
+/// its upstream's `library/app`, cached as `docker.io/library/app`. The
+/// second pull, after `docker rmi`, is served from the cache.
+#[test]
+fn docker_pulls_through_registry_mirrors_cold_then_warm() {
+    if lacks_tools(
+        "docker_pulls_through_registry_mirrors",
+        &["dockerd", "docker-registry"],
+    ) {
+        return;
+    }
+    let _one = ONE_DOCKERD.lock().unwrap_or_else(|e| e.into_inner());
+    let updir = TempDir::new("mirror-up");
+    let up = Distribution::start(&updir.0.join("data"));
+    let (_work, _layout, img) = pushed(&Target::anonymous(up.addr), "library/app", "1", 1, 3 << 20);
+    let s = start_mirror(
+        "",
+        &[Mirror {
+            prefix: PREFIX,
+            upstream: up.addr,
+            keys: &["unprefixed: true", "ttl: 10m"],
+        }],
+        "",
+    );
+    let dk = Dockerd::start_with_config(&format!(
+        r#"{{"registry-mirrors":["http://{a}"],"insecure-registries":["{a}"]}}"#,
+        a = s.addr
+    ));
+    let layer = format!("/v2/library/app/blobs/{}", img.layer);
+    let log = || up.log_text();
+
+    dk.docker(&["pull", "app:1"]);
+    assert_eq!(dk.inspect("app:1")["Id"], img.config.as_str(), "cold pull");
+    assert_eq!(upstream_requests(log, "GET", &layer, 1), 1, "{}", log());
+    assert!(
+        misses(&s, PREFIX, "blob") >= 2.0,
+        "config and layer were misses"
+    );
+    // Cached under the prefixed name.
+    let r = get_manifest(&s, "docker.io/library/app", "1");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(sha256(&r.body), img.digest);
+
+    dk.docker(&["rmi", "app:1"]);
+    assert!(
+        !dk.try_docker(&["image", "inspect", "app:1"])
+            .status
+            .success()
+    );
+    let blob_hits = hits(&s, PREFIX, "blob");
+    dk.docker(&["pull", "app:1"]);
+    assert_eq!(dk.inspect("app:1")["Id"], img.config.as_str(), "warm pull");
+    assert!(
+        hits(&s, PREFIX, "blob") >= blob_hits + 2.0,
+        "the warm pull's config and layer came from the cache"
+    );
+    assert_eq!(
+        requests(&log(), "GET", &layer),
+        1,
+        "layer fetched again:\n{}",
+        log()
+    );
+    assert_eq!(
+        requests(&log(), "GET", "/v2/library/app/manifests/1"),
+        1,
+        "tag fetched again within its ttl:\n{}",
+        log()
+    );
+}
+
+/// skopeo copies `OURS/docker.io/team/app:1` to a directory twice: the
+/// first fills the cache from our own server as the upstream, the second
+/// is served from it.
+#[test]
+fn skopeo_copies_a_prefixed_name_cold_then_warm() {
+    if lacks_tools("skopeo_copies_a_prefixed_name", &["skopeo"]) {
+        return;
+    }
+    let updir = TempDir::new("mirror-up");
+    let up = fs_server(&updir.0);
+    let (work, _layout, img) = pushed(&Target::anonymous(up.addr), "team/app", "1", 2, 2 << 20);
+    let s = start_mirror(
+        "",
+        &[Mirror {
+            prefix: PREFIX,
+            upstream: up.addr,
+            keys: &[],
+        }],
+        "",
+    );
+    let src = format!("docker://{}/docker.io/team/app:1", s.addr);
+    let layer = format!("/v2/team/app/blobs/{}", img.layer);
+    let log = || up.log_text();
+    let copy = |n: u32| {
+        let dest = work.0.join(format!("copy-{n}"));
+        skopeo(
+            &work.0,
+            &[
+                "copy",
+                "--src-tls-verify=false",
+                &src,
+                &format!("dir:{}", dest.display()),
+            ],
+        );
+        let manifest = std::fs::read(dest.join("manifest.json")).unwrap();
+        assert_eq!(sha256(&manifest), img.digest, "copy {n}");
+        let layer_file = dest.join(img.layer.trim_start_matches("sha256:"));
+        assert_eq!(sha256_file(&layer_file), img.layer, "copy {n}");
+    };
+
+    copy(1);
+    assert_eq!(upstream_requests(log, "GET", &layer, 1), 1, "{}", log());
+    let blob_hits = hits(&s, PREFIX, "blob");
+    copy(2);
+    assert!(hits(&s, PREFIX, "blob") >= blob_hits + 2.0, "warm copy");
+    assert_eq!(
+        requests(&log(), "GET", &layer),
+        1,
+        "fetched again:\n{}",
+        log()
+    );
+}
+
+/// containerd's hosts.toml mirror asks `GET /v2/team/app/manifests/1?ns=docker.io`:
+/// the mirror whose prefix is `docker.io` serves it (it does not serve
+/// unprefixed names, so only `ns` can route the request there).
+#[test]
+fn containerd_pulls_through_a_hosts_toml_mirror() {
+    if lacks_tools(
+        "containerd_pulls_through_a_hosts_toml_mirror",
+        &["containerd", "ctr", "docker-registry"],
+    ) {
+        return;
+    }
+    let updir = TempDir::new("mirror-up");
+    let up = Distribution::start(&updir.0.join("data"));
+    let (_work, _layout, img) = pushed(&Target::anonymous(up.addr), "team/app", "1", 3, 1 << 20);
+    let s = start_mirror(
+        "",
+        &[Mirror {
+            prefix: PREFIX,
+            upstream: up.addr,
+            keys: &[],
+        }],
+        "",
+    );
+    let ctd = Containerd::start();
+    let hosts = ctd.work("hosts");
+    std::fs::create_dir_all(hosts.join("docker.io")).unwrap();
+    std::fs::write(
+        hosts.join("docker.io/hosts.toml"),
+        format!(
+            "server = \"https://registry-1.docker.io\"\n\n[host.\"http://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+            s.addr
+        ),
+    )
+    .unwrap();
+    let hosts_dir = hosts.to_str().unwrap();
+    ctd.ctr_ok(&[
+        "images",
+        "pull",
+        "--hosts-dir",
+        hosts_dir,
+        "--snapshotter",
+        "native",
+        "docker.io/team/app:1",
+    ]);
+    let listed = ctd.ctr_ok(&["images", "ls"]);
+    let line = listed
+        .lines()
+        .find(|l| l.starts_with("docker.io/team/app:1 "))
+        .unwrap_or_else(|| panic!("not listed:\n{listed}"));
+    assert!(line.contains(&img.digest), "{line}");
+    s.expect_log("ns=docker.io");
+    assert_eq!(
+        upstream_requests(
+            || up.log_text(),
+            "GET",
+            &format!("/v2/team/app/blobs/{}", img.layer),
+            1
+        ),
+        1
+    );
+    assert!(misses(&s, PREFIX, "blob") >= 2.0);
+    // What containerd pulled is cached under the prefixed name.
+    pulls_completely(&s, "docker.io/team/app", "1", &img.digest);
+}
+
+// ---------------------------------------------------------------------------
+// Cache behaviour, over plain HTTP.
+// ---------------------------------------------------------------------------
+
+/// With the upstream gone, a tag past its ttl is served from the cache
+/// (with a warning), as are its blobs and the repository's tags; what was
+/// never cached is an error.
+#[test]
+fn a_stopped_upstream_leaves_cached_content_served() {
+    let updir = TempDir::new("mirror-up");
+    let up = fs_server(&updir.0);
+    let (_work, _layout, img) = pushed(&Target::anonymous(up.addr), "team/app", "1", 4, 64 << 10);
+    let s = start_mirror(
+        "",
+        &[Mirror {
+            prefix: PREFIX,
+            upstream: up.addr,
+            keys: &["ttl: 1s"],
+        }],
+        "",
+    );
+    pulls_completely(&s, "docker.io/team/app", "1", &img.digest);
+    drop(up);
+    // Past the ttl, so the tag is asked of the (dead) upstream again.
+    std::thread::sleep(Duration::from_millis(1500));
+    pulls_completely(&s, "docker.io/team/app", "1", &img.digest);
+    s.expect_log("serving cached");
+    assert_eq!(tags_of(&s, "docker.io/team/app"), ["1"]);
+    let r = get_manifest(&s, "docker.io/team/other", "1");
+    assert_ne!(r.status, 200, "never cached, upstream down: {}", r.text());
+    assert!(
+        r.status >= 500 || r.code() == "MANIFEST_UNKNOWN",
+        "{} {}",
+        r.status,
+        r.text()
+    );
+    assert!(
+        metric(
+            &s,
+            "registry_mirror_upstream_errors_total",
+            &[("upstream", PREFIX)]
+        ) >= 1.0
+    );
+}
+
+/// Twenty clients at once ask for one uncached manifest, then twenty for
+/// one uncached blob: the upstream serves each once.
+#[test]
+fn parallel_pulls_of_uncached_content_fetch_it_once() {
+    if lacks_tools(
+        "parallel_pulls_of_uncached_content",
+        &["curl", "docker-registry"],
+    ) {
+        return;
+    }
+    let updir = TempDir::new("mirror-up");
+    let up = Distribution::start(&updir.0.join("data"));
+    let (work, _layout, img) = pushed(&Target::anonymous(up.addr), "team/app", "1", 5, 8 << 20);
+    let s = start_mirror(
+        "",
+        &[Mirror {
+            prefix: PREFIX,
+            upstream: up.addr,
+            keys: &[],
+        }],
+        "",
+    );
+    let log = || up.log_text();
+
+    let manifests = parallel_curls(
+        &s.url("/v2/docker.io/team/app/manifests/1"),
+        Some(ACCEPT_ALL_MANIFESTS),
+        20,
+        &work.0,
+    );
+    for (code, status, body) in &manifests {
+        assert_eq!((*code, status.as_str()), (0, "200"), "manifest");
+        assert_eq!(sha256(body), img.digest);
+    }
+    let manifest_gets = || {
+        requests(&log(), "GET", "/v2/team/app/manifests/1")
+            + requests(
+                &log(),
+                "GET",
+                &format!("/v2/team/app/manifests/{}", img.digest),
+            )
+    };
+    wait_for(10, || manifest_gets() >= 1);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(manifest_gets(), 1, "manifest GETs upstream:\n{}", log());
+
+    let blobs = parallel_curls(
+        &s.url(&format!("/v2/docker.io/team/app/blobs/{}", img.layer)),
+        None,
+        20,
+        &work.0,
+    );
+    for (code, status, body) in &blobs {
+        assert_eq!((*code, status.as_str()), (0, "200"), "blob");
+        assert_eq!(sha256(body), img.layer);
+    }
+    let layer = format!("/v2/team/app/blobs/{}", img.layer);
+    assert_eq!(upstream_requests(log, "GET", &layer, 1), 1, "{}", log());
+    // Settled: no late second fetch either.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(requests(&log(), "GET", &layer), 1, "{}", log());
+}
+
+/// An upstream that serves wrong bytes for a blob: the client never gets
+/// the whole blob with a 200, nothing is cached, and once the upstream is
+/// right again the blob is fetched anew and served.
+#[test]
+fn a_corrupt_upstream_blob_is_cut_short_and_not_cached() {
+    if lacks_tools("a_corrupt_upstream_blob_is_cut_short", &["curl"]) {
+        return;
+    }
+    let updir = TempDir::new("mirror-up");
+    let up = fs_server(&updir.0);
+    let (work, layout, img) = pushed(&Target::anonymous(up.addr), "team/app", "1", 6, 4 << 20);
+    let s = start_mirror(
+        "",
+        &[Mirror {
+            prefix: PREFIX,
+            upstream: up.addr,
+            keys: &[],
+        }],
+        "",
+    );
+    let good = layout.blobs[&img.layer].clone();
+    let file = blob_file(&up.root, &img.layer);
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    for b in &mut bad[mid..mid + 64] {
+        *b ^= 0xff;
+    }
+    std::fs::write(&file, &bad).unwrap();
+    let url = s.url(&format!("/v2/docker.io/team/app/blobs/{}", img.layer));
+    let layer = format!("/v2/team/app/blobs/{}", img.layer);
+    let log = || up.log_text();
+
+    let (code, status, body) = parallel_curls(&url, None, 1, &work.0).remove(0);
+    let complete = code == 0 && status == "200" && body.len() == good.len();
+    assert!(
+        !complete,
+        "a whole corrupt blob was served with 200 (curl exit {code}, {} bytes, digest {})",
+        body.len(),
+        sha256(&body)
+    );
+    s.expect_log("failed verification");
+    let fetched = upstream_requests(log, "GET", &layer, 1);
+    assert!(fetched >= 1);
+    let missed = misses(&s, PREFIX, "blob");
+
+    std::fs::write(&file, &good).unwrap();
+    let (code, status, body) = parallel_curls(&url, None, 1, &work.0).remove(0);
+    assert_eq!((code, status.as_str()), (0, "200"));
+    assert_eq!(sha256(&body), img.layer);
+    assert!(
+        upstream_requests(log, "GET", &layer, fetched + 1) > fetched,
+        "not fetched again: the bad bytes were cached?\n{}",
+        log()
+    );
+    assert!(misses(&s, PREFIX, "blob") > missed);
+    // Now it is cached.
+    let now = requests(&log(), "GET", &layer);
+    let r = s
+        .req(
+            "GET",
+            &format!("/v2/docker.io/team/app/blobs/{}", img.layer),
+        )
+        .send();
+    assert_eq!(sha256(&r.body), img.layer);
+    assert_eq!(requests(&log(), "GET", &layer), now);
+}
+
+/// A cached tag is believed for its ttl; then a HEAD asks the upstream,
+/// which for an unchanged tag is all; a tag moved upstream is served anew
+/// once its ttl is over.
+#[test]
+fn a_cached_tag_is_revalidated_after_its_ttl() {
+    if lacks_tools("a_cached_tag_is_revalidated", &["docker-registry"]) {
+        return;
+    }
+    let updir = TempDir::new("mirror-up");
+    let up = Distribution::start(&updir.0.join("data"));
+    let target = Target::anonymous(up.addr);
+    let (_w1, _l1, one) = pushed(&target, "team/app", "1", 7, 1024);
+    let (_w2, _l2, two) = pushed(&target, "team/app", "2", 8, 1024);
+    let ttl = Duration::from_secs(5);
+    let s = start_mirror(
+        "",
+        &[Mirror {
+            prefix: PREFIX,
+            upstream: up.addr,
+            keys: &["ttl: 5s"],
+        }],
+        "",
+    );
+    let log = || up.log_text();
+    let tag = "/v2/team/app/manifests/1";
+    let served = || sha256(&get_manifest(&s, "docker.io/team/app", "1").body);
+
+    assert_eq!(served(), one.digest);
+    let gets = upstream_requests(log, "GET", tag, 1);
+    std::thread::sleep(ttl + Duration::from_secs(1));
+    assert_eq!(served(), one.digest);
+    assert!(
+        upstream_requests(log, "HEAD", tag, 1) >= 1,
+        "no HEAD after the ttl:\n{}",
+        log()
+    );
+    assert_eq!(
+        requests(&log(), "GET", tag),
+        gets,
+        "a GET for an unchanged tag:\n{}",
+        log()
+    );
+
+    // Moved upstream just after the revalidation: still within the ttl.
+    target.put_manifest("team/app", "1", &two.manifest);
+    assert_eq!(served(), one.digest, "served anew within the ttl");
+    std::thread::sleep(ttl + Duration::from_secs(1));
+    assert_eq!(served(), two.digest, "the moved tag after the ttl");
+    pulls_completely(&s, "docker.io/team/app", "1", &two.digest);
+}
+
+// ---------------------------------------------------------------------------
+// Upstream authentication.
+// ---------------------------------------------------------------------------
+
+/// An upstream behind htpasswd: the mirror with its credentials pulls, one
+/// with a wrong password does not.
+#[test]
+fn a_basic_auth_upstream_is_pulled_with_its_credentials() {
+    if lacks_tools("a_basic_auth_upstream", &["docker-registry"]) {
+        return;
+    }
+    let updir = TempDir::new("mirror-up");
+    let htpasswd = updir.0.join("htpasswd");
+    write_htpasswd(&htpasswd, &[("alice", "alice-pw")]);
+    let up = Distribution::start_with(
+        &updir.0.join("data"),
+        &format!(
+            "auth:\n  htpasswd:\n    realm: upstream\n    path: {}\n",
+            htpasswd.display()
+        ),
+    );
+    let target = Target::with(up.addr, basic_auth("alice", "alice-pw"));
+    let (_work, _layout, img) = pushed(&target, "team/app", "1", 9, 64 << 10);
+    let s = start_mirror(
+        "",
+        &[
+            Mirror {
+                prefix: PREFIX,
+                upstream: up.addr,
+                keys: &["username: alice", "password: alice-pw"],
+            },
+            Mirror {
+                prefix: "wrong",
+                upstream: up.addr,
+                keys: &["username: alice", "password: not-it"],
+            },
+        ],
+        "",
+    );
+    pulls_completely(&s, "docker.io/team/app", "1", &img.digest);
+    let r = get_manifest(&s, "wrong/team/app", "1");
+    assert_ne!(r.status, 200, "pulled with a wrong password: {}", r.text());
+}
+
+/// An upstream behind distribution's token auth: the mirror answers the
+/// challenge with a token from the issuer (Basic credentials to it) and
+/// keeps using it: fewer tokens than requests the upstream served.
+#[test]
+fn a_token_upstream_is_pulled_with_a_reused_token() {
+    if lacks_tools("a_token_upstream", &["docker-registry", "openssl"]) {
+        return;
+    }
+    let issuer = TokenIssuer::start("alice", "alice-pw");
+    let updir = TempDir::new("mirror-up");
+    let up = Distribution::start_with(&updir.0.join("data"), &issuer.registry_auth_yaml());
+    let push = issuer.token(
+        "tester",
+        &[Grant::parse("repository:team/app:pull,push").unwrap()],
+    );
+    let target = Target::with(up.addr, format!("Bearer {push}"));
+    let (_w1, _l1, one) = pushed(&target, "team/app", "1", 10, 64 << 10);
+    let (_w2, _l2, two) = pushed(&target, "team/app", "2", 11, 64 << 10);
+    // Anonymous requests are challenged: the upstream really wants a token.
+    assert_eq!(
+        req_to(up.addr, "GET", "/v2/team/app/tags/list")
+            .send()
+            .status,
+        401
+    );
+    let s = start_mirror(
+        "",
+        &[Mirror {
+            prefix: PREFIX,
+            upstream: up.addr,
+            keys: &["username: alice", "password: alice-pw"],
+        }],
+        "",
+    );
+    pulls_completely(&s, "docker.io/team/app", "1", &one.digest);
+    pulls_completely(&s, "docker.io/team/app", "2", &two.digest);
+    let served = answered(&up.log_text(), "/v2/team/app/", 200);
+    let issued = issuer.issued();
+    assert!(issued >= 1, "no token was asked for");
+    assert!(
+        served >= 6 && issued < served,
+        "{issued} tokens for {served} upstream requests:\n{}",
+        up.log_text()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Access rules, pushes, expiry, conformance.
+// ---------------------------------------------------------------------------
+
+/// Access rules apply to the cached name `docker.io/...`, however the
+/// request named it; a denied request never reaches the upstream.
+#[test]
+fn access_rules_apply_to_the_cached_name() {
+    let updir = TempDir::new("mirror-up");
+    let up = fs_server(&updir.0);
+    let (_work, _layout, img) = pushed(&Target::anonymous(up.addr), "team/app", "1", 12, 1024);
+    let htpasswd = updir.0.join("htpasswd");
+    write_htpasswd(&htpasswd, &[("alice", "alice-pw"), ("bob", "bob-pw")]);
+    let mut s = start_mirror(
+        &format!(
+            "auth:\n  htpasswd:\n    realm: mirror\n    path: {}\n",
+            htpasswd.display()
+        ),
+        &[Mirror {
+            prefix: PREFIX,
+            upstream: up.addr,
+            keys: &["unprefixed: true"],
+        }],
+        "  access:\n    rules:\n      - {repositories: [\"docker.io/*\"], users: [alice], allow: [pull]}\n      - {repositories: [\"local/*\"], users: [bob], allow: [pull, push]}\n",
+    );
+    s.credentials = Some(("bob".into(), "bob-pw".into()));
+    let accesses = || {
+        up.log_text()
+            .lines()
+            .filter(|l| l.contains(" access: "))
+            .count()
+    };
+    let before = accesses();
+    for path in [
+        "/v2/docker.io/team/app/manifests/1".to_string(),
+        "/v2/team/app/manifests/1".to_string(),
+        "/v2/team/app/manifests/1?ns=docker.io".to_string(),
+        format!("/v2/docker.io/team/app/blobs/{}", img.layer),
+        "/v2/docker.io/team/app/tags/list".to_string(),
+    ] {
+        let r = s.req("GET", &path).send();
+        assert_eq!(
+            (r.status, r.code()),
+            (403, "DENIED".to_string()),
+            "bob {path}"
+        );
+    }
+    push_image(&s, "local/app", "1", "bob's own");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        accesses(),
+        before,
+        "denied requests reached the upstream:\n{}",
+        up.log_text()
+    );
+    s.credentials = Some(("alice".into(), "alice-pw".into()));
+    pulls_completely(&s, "docker.io/team/app", "1", &img.digest);
+    assert!(
+        upstream_requests(
+            || up.log_text(),
+            "GET",
+            &format!("/v2/team/app/blobs/{}", img.layer),
+            1
+        ) == 1
+    );
+}
+
+/// Pushes into a mirrored repository, and any push in `proxy:` mode, are
+/// refused with 405 UNSUPPORTED; local repositories beside mirrors take
+/// pushes; `proxy:` mode pulls every repository from its upstream.
+#[test]
+fn pushes_to_mirrored_repositories_are_unsupported() {
+    let updir = TempDir::new("mirror-up");
+    let up = fs_server(&updir.0);
+    let (_work, _layout, img) = pushed(&Target::anonymous(up.addr), "team/app", "1", 13, 1024);
+    let s = start_mirror(
+        "",
+        &[Mirror {
+            prefix: PREFIX,
+            upstream: up.addr,
+            keys: &[],
+        }],
+        "",
+    );
+    refuses_pushes(&s, "docker.io/team/app", &img);
+    push_image(&s, "local/app", "1", "local");
+    pulls_completely(&s, "docker.io/team/app", "1", &img.digest);
+
+    let p = Server::start_with(&format!("{DEBUG}proxy:\n  remoteurl: http://{}\n", up.addr));
+    refuses_pushes(&p, "team/app", &img);
+    refuses_pushes(&p, "brand/new", &img);
+    pulls_completely(&p, "team/app", "1", &img.digest);
+    assert!(misses(&p, "", "blob") >= 2.0);
+}
+
+/// Every way of pushing into `repo` gets 405 UNSUPPORTED.
+fn refuses_pushes(s: &Server, repo: &str, img: &Image) {
+    let unsupported = |what: &str, r: Resp| {
+        assert_eq!(
+            (r.status, r.code()),
+            (405, "UNSUPPORTED".to_string()),
+            "{what} to {repo}: {}",
+            r.text()
+        );
+    };
+    let body = b"some bytes".to_vec();
+    let d = sha256(&body);
+    unsupported(
+        "POST upload",
+        s.req("POST", &format!("/v2/{repo}/blobs/uploads/")).send(),
+    );
+    unsupported(
+        "monolithic POST",
+        s.req("POST", &format!("/v2/{repo}/blobs/uploads/?digest={d}"))
+            .body(body.clone())
+            .send(),
+    );
+    unsupported(
+        "mount",
+        s.req(
+            "POST",
+            &format!(
+                "/v2/{repo}/blobs/uploads/?mount={}&from=local/app",
+                img.layer
+            ),
+        )
+        .send(),
+    );
+    let upload = format!("/v2/{repo}/blobs/uploads/0b4c1f3e-5bd6-4a0e-9c5e-7d0c1f0a2b3c");
+    unsupported("PATCH", s.req("PATCH", &upload).body(body.clone()).send());
+    unsupported(
+        "PUT upload",
+        s.req("PUT", &format!("{upload}?digest={d}"))
+            .body(body)
+            .send(),
+    );
+    unsupported(
+        "PUT manifest",
+        s.req("PUT", &format!("/v2/{repo}/manifests/2"))
+            .header("Content-Type", common::oci::OCI_MANIFEST)
+            .body(img.manifest.clone())
+            .send(),
+    );
+}
+
+/// `mirrorcache.expiry`: a cached repository not pulled for that long is
+/// removed (here with the upstream gone, so nothing can bring it back).
+#[test]
+fn expired_cached_repositories_are_removed() {
+    let updir = TempDir::new("mirror-up");
+    let up = fs_server(&updir.0);
+    let (_work, _layout, img) = pushed(&Target::anonymous(up.addr), "team/app", "1", 14, 1024);
+    let s = start_mirror(
+        "",
+        &[Mirror {
+            prefix: PREFIX,
+            upstream: up.addr,
+            keys: &[],
+        }],
+        "  mirrorcache:\n    expiry: 2s\n",
+    );
+    push_image(&s, "local/app", "1", "stays");
+    pulls_completely(&s, "docker.io/team/app", "1", &img.digest);
+    drop(up);
+    let catalog = || strings(&s.req("GET", "/v2/_catalog").send().json()["repositories"]);
+    assert!(catalog().contains(&"docker.io/team/app".to_string()));
+    assert!(
+        wait_for(90, || !catalog()
+            .contains(&"docker.io/team/app".to_string())),
+        "still cached: {:?}\n{}",
+        catalog(),
+        s.log_text()
+    );
+    assert_eq!(catalog(), ["local/app"], "a local repository expired too");
+    let r = get_manifest(&s, "docker.io/team/app", "1");
+    assert_ne!(r.status, 200, "served after expiry: {}", r.text());
+}
+
+/// The OCI conformance suite, which pushes, against a registry with
+/// mirrors configured (one of them serving unprefixed names): its local
+/// repositories behave as without them. The mirrors still serve afterwards.
+#[test]
+fn conformance_passes_on_a_registry_with_mirrors() {
+    let updir = TempDir::new("mirror-up");
+    let up = fs_server(&updir.0);
+    let (_work, _layout, img) = pushed(&Target::anonymous(up.addr), "team/app", "1", 15, 1024);
+    let s = start_mirror(
+        "",
+        &[
+            Mirror {
+                prefix: PREFIX,
+                upstream: up.addr,
+                keys: &["unprefixed: true"],
+            },
+            Mirror {
+                prefix: "ghcr.io",
+                upstream: up.addr,
+                keys: &[],
+            },
+        ],
+        "",
+    );
+    common::conformance::conform(&format!("http://{}", s.addr), None, &[]);
+    pulls_completely(&s, "docker.io/team/app", "1", &img.digest);
+    pulls_completely(&s, "ghcr.io/team/app", "1", &img.digest);
+}
