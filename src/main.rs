@@ -12,6 +12,7 @@ mod gc;
 mod logging;
 mod manifest;
 mod metrics;
+mod mirror;
 mod names;
 mod server;
 mod storage;

@@ -4,6 +4,7 @@
 //! method outside the registry's verbs is `OTHER`, a status is one of the
 //! few the API answers.
 
+pub mod mirror;
 pub mod process;
 
 use std::collections::BTreeMap;
@@ -140,6 +141,11 @@ pub fn credential_cache(hit: bool) {
     c.fetch_add(1, Relaxed);
 }
 
+pub use mirror::{
+    lookup as mirror_lookup, upstream_bytes as mirror_upstream_bytes,
+    upstream_error as mirror_upstream_error,
+};
+
 /// A garbage collection run finished, successfully or not.
 pub fn gc_run(ok: bool) {
     let outcome = if ok { "success" } else { "failure" };
@@ -245,6 +251,7 @@ pub fn render() -> String {
         let _ = writeln!(o, "registry_gc_runs_total{{outcome=\"{outcome}\"}} {n}");
     }
     drop(gc);
+    mirror::render(o);
     process::render(o);
     render_build_info(o);
     out

@@ -4,6 +4,7 @@ use super::body::{self, StreamBody};
 use super::error::{ApiError, Code};
 use super::{Api, ApiResult, header, method_not_allowed};
 use crate::digest::Digest;
+use crate::mirror::BlobAnswer;
 use crate::names::RepoName;
 use hyper::http::request::Parts;
 use hyper::{Method, Response, StatusCode};
@@ -36,6 +37,41 @@ pub fn accepted() -> Response<body::Body> {
 }
 
 async fn get(api: &Api, req: &Parts, repo: &RepoName, d: &Digest) -> ApiResult {
+    if let Some(mirrors) = &api.mirrors
+        && let Some(c) = mirrors.route(repo)
+    {
+        let head = req.method == Method::HEAD;
+        match mirrors.blob(&c, d, head).await? {
+            BlobAnswer::Local => {}
+            BlobAnswer::Size(size) => {
+                return Ok(headers(d, size)
+                    .status(StatusCode::OK)
+                    .body(body::empty())
+                    .expect("valid response"));
+            }
+            BlobAnswer::Fetched { size, body } => {
+                let b = headers(d, size).status(StatusCode::OK);
+                return Ok(b
+                    .body(StreamBody::boxed(body, size))
+                    .expect("valid response"));
+            }
+        }
+    }
+    local(api, req, repo, d).await
+}
+
+/// What every blob answer carries, for `len` bytes of it.
+fn headers(d: &Digest, len: u64) -> hyper::http::response::Builder {
+    Response::builder()
+        .header("Content-Length", len)
+        .header("Content-Type", "application/octet-stream")
+        .header("Docker-Content-Digest", d.to_string())
+        .header("ETag", format!("\"{d}\""))
+        .header("Accept-Ranges", "bytes")
+        .header("Cache-Control", "max-age=31536000")
+}
+
+async fn local(api: &Api, req: &Parts, repo: &RepoName, d: &Digest) -> ApiResult {
     // A HEAD is how a push learns it may skip an upload: count it as a
     // reference for garbage collection's grace period. Best effort (the
     // manifest put touches again, and must succeed); only "gone" matters
@@ -66,13 +102,7 @@ async fn get(api: &Api, req: &Parts, repo: &RepoName, d: &Digest) -> ApiResult {
     }
     let range = parse_range(header(req, "Range"), size)?;
     let (start, len) = range.map_or((0, size), |(s, e)| (s, e - s + 1));
-    let mut b = Response::builder()
-        .header("Content-Length", len)
-        .header("Content-Type", "application/octet-stream")
-        .header("Docker-Content-Digest", d.to_string())
-        .header("ETag", format!("\"{d}\""))
-        .header("Accept-Ranges", "bytes")
-        .header("Cache-Control", "max-age=31536000");
+    let mut b = headers(d, len);
     b = match range {
         Some((s, e)) => b
             .status(StatusCode::PARTIAL_CONTENT)

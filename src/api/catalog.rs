@@ -23,7 +23,22 @@ pub async fn list(api: &Api, req: &Parts, visible: &(dyn Fn(&str) -> bool + Sync
 
 pub async fn tags(api: &Api, req: &Parts, repo: &RepoName) -> ApiResult {
     let page = Page::from_request(req, api.settings.max_page, WithoutN::Everything)?;
-    let all = api.registry.tags(repo).await?;
+    let mut all = None;
+    if let Some(mirrors) = &api.mirrors
+        && let Some(c) = mirrors.route(repo)
+    {
+        all = mirrors.tags(&c).await?;
+    }
+    let all = match all {
+        Some(upstream) => upstream,
+        None => api
+            .registry
+            .tags(repo)
+            .await?
+            .iter()
+            .map(|t| t.as_str().to_string())
+            .collect(),
+    };
     let mut tags: Vec<String> = all
         .iter()
         .map(|t| t.as_str())

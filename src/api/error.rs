@@ -206,3 +206,32 @@ impl From<StorageError> for ApiError {
         }
     }
 }
+
+impl From<crate::mirror::error::MirrorError> for ApiError {
+    fn from(e: crate::mirror::error::MirrorError) -> Self {
+        use crate::mirror::error::{MirrorError, UpstreamError};
+        let detail = e.to_string();
+        match e {
+            MirrorError::Storage(s) => s.into(),
+            MirrorError::ReadOnly { .. } => ApiError::new(Code::Unsupported, detail),
+            MirrorError::Upstream {
+                source:
+                    UpstreamError::Status {
+                        status: 429,
+                        retry_after,
+                    },
+                ..
+            } => {
+                let e = ApiError::new(Code::TooManyRequests, detail);
+                match retry_after {
+                    Some(r) => e.with_header("Retry-After", r),
+                    None => e,
+                }
+            }
+            MirrorError::Upstream { .. } => {
+                log::warn!("{detail}");
+                ApiError::new(Code::Unavailable, detail).with_status(StatusCode::BAD_GATEWAY)
+            }
+        }
+    }
+}

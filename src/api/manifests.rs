@@ -55,7 +55,11 @@ pub async fn delete(api: &Api, repo: &RepoName, r: &Reference) -> Result<(), Api
 }
 
 async fn get(api: &Api, req: &Parts, repo: &RepoName, r: &Reference) -> ApiResult {
-    let mut m = api.registry.get_manifest(repo, r).await?;
+    let cached = api.mirrors.as_ref().and_then(|m| Some((m, m.route(repo)?)));
+    let mut m = match cached {
+        Some((mirrors, c)) => mirrors.manifest(&c, r).await?,
+        None => api.registry.get_manifest(repo, r).await?,
+    };
     if let Reference::Tag(_) = r {
         m = negotiate(api, req, repo, m).await?;
     }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod guard;
 pub mod health;
 pub mod manifests;
+pub mod mirrored;
 pub mod pagination;
 pub mod referrers;
 pub mod route;
@@ -109,6 +110,8 @@ pub struct Api {
     pub auth: Option<Arc<Authenticator>>,
     pub usage: Arc<crate::usage::Usage>,
     pub health: Arc<health::Health>,
+    /// The pull-through cache, if upstreams are configured.
+    pub mirrors: Option<Arc<crate::mirror::Mirrors>>,
 }
 
 impl Api {
@@ -235,8 +238,10 @@ async fn dispatch(
             ApiError::new(Code::NameInvalid, serde_json::json!({ "name": n }))
         }
     })?;
+    let route = mirrored::canonical(api, req, route).await?;
     let m = &req.method;
     guard::authorize(api, caller, &route, m)?;
+    mirrored::refuse_writes(api, &route, m)?;
     let may_pull = |repo: &str| guard::may(api, caller, Action::Pull, repo);
     match route {
         Route::Base if matches!(*m, Method::GET | Method::HEAD) => {

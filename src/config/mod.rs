@@ -9,6 +9,7 @@ pub mod debug;
 pub mod duration;
 pub mod env;
 pub mod listeners;
+pub mod mirror;
 pub mod proxies;
 pub mod s3;
 pub mod security;
@@ -141,8 +142,9 @@ pub struct Config {
     pub redis: Option<Value>,
     #[serde(skip_serializing)]
     pub health: Option<Value>,
-    #[serde(skip_serializing)]
-    pub proxy: Option<Value>,
+    /// distribution's pull-through cache of one upstream (`mirror` module).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<mirror::Proxy>,
     #[serde(skip_serializing)]
     pub compatibility: Option<Value>,
     #[serde(skip_serializing)]
@@ -439,6 +441,10 @@ pub struct Ours {
     pub ui: Ui,
     /// Garbage collection run by the daemon on a schedule (off by default).
     pub gc: ScheduledGc,
+    /// Upstream registries cached under a repository prefix each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mirrors: Vec<mirror::MirrorEntry>,
+    pub mirrorcache: mirror::MirrorCache,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -472,6 +478,8 @@ impl Default for Ours {
             shutdowndelay: GoDuration(Duration::from_secs(6)),
             ui: Ui::default(),
             gc: ScheduledGc::default(),
+            mirrors: vec![],
+            mirrorcache: mirror::MirrorCache::default(),
         }
     }
 }
@@ -542,6 +550,7 @@ impl Config {
             self.validate_http(),
             self.trusted_proxies().map(drop),
             self.privateregistry.gc.validate(),
+            self.upstreams(warnings).map(drop),
             positive(
                 "privateregistry.usagerescan",
                 !self.privateregistry.usagerescan.0.is_zero(),
@@ -568,12 +577,6 @@ impl Config {
     /// distribution features this registry refuses by name rather than ignore.
     fn validate_supported(&self) -> Result<(), ConfigError> {
         let mut refused = vec![];
-        if self.proxy.is_some() {
-            refused.push(invalid(
-                "proxy",
-                "pull-through cache mode is not supported yet",
-            ));
-        }
         if let Some(driver) = self.storage.unsupported_driver() {
             refused.push(invalid(
                 &format!("storage.{driver}"),
@@ -637,6 +640,15 @@ impl Config {
             _ => return None,
         };
         Some(text).filter(|s| !s.is_empty())
+    }
+
+    /// The pull-through cache's upstreams (`proxy:` or
+    /// `privateregistry.mirrors`), checked.
+    pub fn upstreams(
+        &self,
+        warnings: &mut Vec<String>,
+    ) -> Result<Vec<mirror::Upstream>, ConfigError> {
+        mirror::upstreams(self.proxy.as_ref(), &self.privateregistry.mirrors, warnings)
     }
 
     /// `privateregistry.trustedproxies`, parsed.
@@ -739,12 +751,25 @@ impl Config {
             None => v["storage"]["filesystem"]["rootdirectory"] = effective(self.root_directory()),
         }
         v["http"]["draintimeout"] = effective(GoDuration(self.drain_timeout()));
+        if let Some(p) = v.get_mut("proxy") {
+            mask_password(p);
+        }
+        if let Some(Value::Sequence(ms)) = v["privateregistry"].get_mut("mirrors") {
+            ms.iter_mut().for_each(mask_password);
+        }
         if self.secret().is_some() {
             // It keys the UI's delete tokens: output that gets pasted into
             // tickets must not carry it.
             v["http"]["secret"] = "********".into();
         }
         serde_yaml_ng::to_string(&v).unwrap_or_default()
+    }
+}
+
+/// Upstream passwords never reach `check-config`'s output.
+fn mask_password(v: &mut Value) {
+    if v.get("password").is_some() {
+        v["password"] = "********".into();
     }
 }
 

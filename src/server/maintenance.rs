@@ -135,3 +135,51 @@ impl ScheduledGc {
         }
     }
 }
+
+/// Reclaims the pull-through cache (`privateregistry.mirrorcache`): expired
+/// repositories, then the least recently pulled past the size cap; then, if
+/// it removed any, a garbage collection (with `privateregistry.gc.grace`)
+/// frees their blobs, so the cap holds on disk without a scheduled one.
+pub fn spawn_mirror_expiry(
+    registry: Arc<Registry>,
+    schedule: Schedule,
+    c: &crate::config::mirror::MirrorCache,
+    grace: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let (c, interval) = (c.clone(), crate::mirror::expiry::interval(c));
+    let opts = crate::gc::Options {
+        dry_run: false,
+        delete_untagged: false,
+        grace,
+    };
+    tokio::spawn(async move {
+        let mut wait = FIRST_RUN_AFTER.min(interval);
+        loop {
+            tokio::time::sleep(wait).await;
+            wait = interval;
+            let job = async {
+                match crate::mirror::expiry::reclaim(&registry, &c).await {
+                    Ok(r) => {
+                        for repo in &r.expired {
+                            log::info!(
+                                "mirror cache: removed {repo}, not pulled for {:?}",
+                                c.expiry.0
+                            );
+                        }
+                        for repo in &r.evicted {
+                            log::info!(
+                                "mirror cache: evicted {repo}, the least recently pulled, to stay under {} bytes",
+                                c.maxsize.0
+                            );
+                        }
+                        if !r.expired.is_empty() || !r.evicted.is_empty() {
+                            let _ = crate::gc::run_scheduled(&registry, &opts).await;
+                        }
+                    }
+                    Err(e) => log::error!("mirror cache: {e}"),
+                }
+            };
+            in_turn(&registry, &schedule, ("mirror expiry", interval), job).await;
+        }
+    })
+}

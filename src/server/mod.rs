@@ -87,7 +87,7 @@ pub async fn run(
             root: backend.describe(),
             source,
         })?;
-    let services = Services::new(registry.clone());
+    let services = Services::new(registry.clone(), &config)?;
     let runtime = {
         let (c, s) = (&config, &services);
         tokio::task::block_in_place(|| Runtime::build(c, s, None))?
@@ -156,6 +156,16 @@ pub async fn run(
     };
     let drain = state.config.drain_timeout();
     background.extend(purging);
+    if let Some(m) = &state.services.mirrors
+        && !state.config.storage.maintenance.readonly.enabled
+    {
+        background.push(maintenance::spawn_mirror_expiry(
+            m.registry(),
+            state.services.schedule.clone(),
+            &state.config.privateregistry.mirrorcache,
+            state.config.privateregistry.gc.grace.0,
+        ));
+    }
     let result = serve(rx, state, watchdog, &threads).await;
     for task in background {
         task.abort();

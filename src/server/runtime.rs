@@ -21,17 +21,29 @@ pub struct Services {
     pub health: Arc<Health>,
     /// This node's side of the turns nodes sharing the store take at periodic jobs.
     pub schedule: crate::storage::schedule::Schedule,
+    /// The pull-through cache's upstreams; changing them takes a restart.
+    pub mirrors: Option<Arc<crate::mirror::Mirrors>>,
 }
 
 impl Services {
-    pub fn new(registry: Arc<Registry>) -> Services {
+    pub fn new(registry: Arc<Registry>, config: &Config) -> Result<Services, ServeError> {
         let schedule = crate::storage::schedule::Schedule::this_process();
-        Services {
+        let mut upstreams = config.upstreams(&mut vec![])?;
+        if config.storage.maintenance.readonly.enabled && !upstreams.is_empty() {
+            log::info!(
+                "read-only mode: the pull-through cache serves what it holds and fetches nothing"
+            );
+            upstreams.clear();
+        }
+        let mirrors = crate::mirror::Mirrors::new(upstreams, registry.clone())
+            .map_err(|e| ServeError::StorageSetup(format!("pull-through cache: {e}")))?;
+        Ok(Services {
             usage: crate::usage::Usage::new(registry.clone(), schedule.clone()),
             schedule,
             health: Arc::new(Health::default()),
+            mirrors: mirrors.map(Arc::new),
             registry,
-        }
+        })
     }
 }
 
@@ -90,6 +102,7 @@ impl Runtime {
             auth,
             usage: services.usage.clone(),
             health: services.health.clone(),
+            mirrors: services.mirrors.clone(),
         };
         Ok(Runtime {
             api: Arc::new(api),

@@ -101,6 +101,21 @@ impl Registry {
         bytes: Bytes,
         content_type: Option<&str>,
     ) -> Result<PutOutcome> {
+        self.store_manifest(repo, r, bytes, content_type, true)
+            .await
+    }
+
+    /// `check`: whether everything the manifest references must be in the
+    /// repository already, as for a push. A cached manifest is stored
+    /// before its blobs, which are fetched when first pulled.
+    pub(super) async fn store_manifest(
+        &self,
+        repo: &RepoName,
+        r: &Reference,
+        bytes: Bytes,
+        content_type: Option<&str>,
+        check: bool,
+    ) -> Result<PutOutcome> {
         let digest = match r {
             Reference::Digest(d) if d.algorithm() != Algorithm::Sha256 => {
                 let mut h = d.algorithm().hasher();
@@ -119,7 +134,9 @@ impl Registry {
         }
         let m = Manifest::parse(&bytes, content_type)
             .map_err(|e| StorageError::ManifestInvalid(e.0))?;
-        self.check_references(repo, &m).await?;
+        if check {
+            self.check_references(repo, &m).await?;
+        }
         if !self.refresh_blob(&digest).await? {
             self.driver
                 .put_content(paths::blob_data(&digest), bytes)

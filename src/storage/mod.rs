@@ -15,6 +15,7 @@ pub mod driver;
 pub mod error;
 pub mod fsck;
 pub mod manifests;
+pub mod mirror;
 pub mod paths;
 pub mod purge;
 pub mod referrers;

@@ -21,6 +21,25 @@ pub fn usage_inventory() -> String {
     format!("{OWN}/usage/inventory")
 }
 
+/// The pull-through cache's records of cached repositories.
+pub fn mirror_records() -> String {
+    format!("{OWN}/mirror")
+}
+
+/// When a cached tag was last checked with its upstream.
+pub fn mirror_tag_checked(name: &RepoName, t: &Tag) -> String {
+    format!("{OWN}/mirror/{name}/_tags/{t}")
+}
+
+/// When a cached repository was last pulled from.
+pub fn mirror_pulled(name: &RepoName) -> String {
+    format!("{OWN}/mirror/{name}/{MIRROR_PULLED}")
+}
+
+/// The file naming a repository in [`mirror_records`]: a repository name
+/// component cannot start with `_`, so it cannot be one.
+pub const MIRROR_PULLED: &str = "_pulled";
+
 pub fn repositories() -> String {
     format!("{ROOT}/repositories")
 }

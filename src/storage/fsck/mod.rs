@@ -58,6 +58,9 @@ struct Check<'a> {
     cutoff: SystemTime,
     intact: HashSet<Digest>,
     corrupt: HashSet<Digest>,
+    /// The repository being checked is a pull-through cache's, whose blobs
+    /// and child manifests are fetched when first pulled: absent is fine.
+    lazy: bool,
     report: Report,
 }
 
@@ -107,6 +110,7 @@ impl Registry {
                 .unwrap_or(SystemTime::UNIX_EPOCH),
             intact: HashSet::new(),
             corrupt: HashSet::new(),
+            lazy: false,
             report: Report::default(),
         };
         c.collection_leftovers().await?;
