@@ -272,11 +272,24 @@ fn skopeo_copies_a_prefixed_name_cold_then_warm() {
         assert_eq!(sha256_file(&layer_file), img.layer, "copy {n}");
     };
 
+    let bytes = || {
+        metric(
+            &s,
+            "registry_mirror_upstream_bytes_total",
+            &[("upstream", PREFIX)],
+        )
+    };
     copy(1);
     assert_eq!(upstream_requests(log, "GET", &layer, 1), 1, "{}", log());
+    let fetched = bytes();
+    assert!(
+        fetched >= (img.manifest.len() + (2 << 20)) as f64,
+        "{fetched} bytes from upstream"
+    );
     let blob_hits = hits(&s, PREFIX, "blob");
     copy(2);
     assert!(hits(&s, PREFIX, "blob") >= blob_hits + 2.0, "warm copy");
+    assert_eq!(bytes(), fetched, "the warm copy fetched bytes");
     assert_eq!(
         requests(&log(), "GET", &layer),
         1,
@@ -562,6 +575,8 @@ fn a_cached_tag_is_revalidated_after_its_ttl() {
     let served = || sha256(&get_manifest(&s, "docker.io/team/app", "1").body);
 
     assert_eq!(served(), one.digest);
+    // The tag list is the upstream's, "2" never pulled through here.
+    assert_eq!(tags_of(&s, "docker.io/team/app"), ["1", "2"]);
     wait_for(10, || gets(&one) >= 1);
     let (fetched, heads) = (gets(&one), requests(&log(), "HEAD", tag));
     assert!(fetched >= 1, "{}", log());
