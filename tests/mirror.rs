@@ -18,8 +18,9 @@ use common::containerd::Containerd;
 use common::distribution::Distribution;
 use common::docker::*;
 use common::images::pulls_completely;
+use common::images::push_sharing;
 use common::metrics::scrape;
-use common::oci::{Image, Layout, skopeo};
+use common::oci::{Image, Layout, OCI_INDEX, OCI_MANIFEST, index, skopeo};
 use common::token::{Grant, TokenIssuer};
 use common::upstream::*;
 use common::*;
@@ -298,6 +299,114 @@ fn skopeo_copies_a_prefixed_name_cold_then_warm() {
     );
 }
 
+/// A multi-platform index, what Docker Hub mostly serves: `skopeo copy
+/// --all` through the mirror gets the index by tag and each image by
+/// digest, each fetched from the upstream once; a second copy is served
+/// from the cache.
+#[test]
+fn an_index_and_its_images_are_mirrored() {
+    if lacks_tools("an_index_and_its_images_are_mirrored", &["skopeo"]) {
+        return;
+    }
+    let updir = TempDir::new("mirror-up");
+    let up = fs_server(&updir.0);
+    let work = TempDir::new("mirror-multi");
+    let mut layout = Layout::new(work.0.join("layout"));
+    let amd = layout.image(&work.0, "amd64", 16, 512 << 10);
+    let arm = layout.image(&work.0, "arm64", 17, 256 << 10);
+    let target = Target::anonymous(up.addr);
+    for img in [&amd, &arm] {
+        target.push(&layout, img, "team/multi", &img.digest);
+    }
+    let idx = index(&[
+        (&amd, r#"{"architecture":"amd64","os":"linux"}"#),
+        (&arm, r#"{"architecture":"arm64","os":"linux"}"#),
+    ]);
+    target.put_manifest("team/multi", "1", OCI_INDEX, &idx);
+    let s = start_mirror(
+        "",
+        &[Mirror {
+            prefix: PREFIX,
+            upstream: up.addr,
+            keys: &[],
+        }],
+        "",
+    );
+    let src = format!("docker://{}/docker.io/team/multi:1", s.addr);
+    let log = || up.log_text();
+    let fetched = || {
+        let mut paths = vec!["/v2/team/multi/manifests/1".to_string()];
+        for img in [&amd, &arm] {
+            paths.push(format!("/v2/team/multi/manifests/{}", img.digest));
+            paths.push(format!("/v2/team/multi/blobs/{}", img.layer));
+            paths.push(format!("/v2/team/multi/blobs/{}", img.config));
+        }
+        paths
+            .iter()
+            .map(|p| (p.clone(), requests(&log(), "GET", p)))
+            .collect::<Vec<_>>()
+    };
+    for n in 1..=2 {
+        let dest = work.0.join(format!("copy-{n}"));
+        skopeo(
+            &work.0,
+            &[
+                "copy",
+                "--all",
+                "--src-tls-verify=false",
+                &src,
+                &format!("dir:{}", dest.display()),
+            ],
+        );
+        let copied = std::fs::read(dest.join("manifest.json")).unwrap();
+        assert!(copied == idx, "copy {n}: not the upstream's index");
+        wait_for(10, || fetched().iter().all(|(_, c)| *c >= 1));
+        for (path, count) in fetched() {
+            assert_eq!(count, 1, "copy {n}: GET {path} upstream:\n{}", log());
+        }
+    }
+    for img in [&amd, &arm] {
+        pulls_completely(&s, "docker.io/team/multi", &img.digest, &img.digest);
+    }
+}
+
+/// With `unprefixed`, a client pushing a new local repository under a name
+/// the upstream also has (asking HEAD for each blob first, as Docker does,
+/// and here reusing the upstream's layer) gets its image stored; from then
+/// on the local repository has that name, the mirror `docker.io/...` only.
+#[test]
+fn a_local_push_under_a_name_the_upstream_has_takes_it_over() {
+    let updir = TempDir::new("mirror-up");
+    let up = fs_server(&updir.0);
+    let (_work, layout, img) = pushed(&Target::anonymous(up.addr), "library/app", "1", 18, 4096);
+    let s = start_mirror(
+        "",
+        &[Mirror {
+            prefix: PREFIX,
+            upstream: up.addr,
+            keys: &["unprefixed: true"],
+        }],
+        "",
+    );
+    let r = get_manifest(&s, "library/app", "1");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(sha256(&r.body), img.digest);
+
+    let pool = vec![layout.blobs[&img.layer].clone()];
+    let local = push_sharing(&s, "library/app", "2", 99, &pool).expect(
+        "the local push's manifest was refused: a blob it was told exists is not in the repository",
+    );
+    pulls_completely(&s, "library/app", "2", &local);
+    let r = get_manifest(&s, "library/app", "1");
+    assert_eq!(
+        r.status,
+        404,
+        "a local repository's name still served from the upstream: {}",
+        r.text()
+    );
+    pulls_completely(&s, "docker.io/library/app", "1", &img.digest);
+}
+
 /// containerd's hosts.toml mirror asks `GET /v2/team/app/manifests/1?ns=docker.io`:
 /// the mirror whose prefix is `docker.io` serves it (it does not serve
 /// unprefixed names, so only `ns` can route the request there).
@@ -385,6 +494,24 @@ fn a_stopped_upstream_leaves_cached_content_served() {
         "",
     );
     pulls_completely(&s, "docker.io/team/app", "1", &img.digest);
+    // While the upstream is up, what it does not have is unknown here too.
+    let r = get_manifest(&s, "docker.io/team/app", "nope");
+    assert_eq!(
+        (r.status, r.code()),
+        (404, "MANIFEST_UNKNOWN".into()),
+        "{}",
+        r.text()
+    );
+    let absent = sha256(b"not on the upstream");
+    let r = s
+        .req("GET", &format!("/v2/docker.io/team/app/blobs/{absent}"))
+        .send();
+    assert_eq!(
+        (r.status, r.code()),
+        (404, "BLOB_UNKNOWN".into()),
+        "{}",
+        r.text()
+    );
     drop(up);
     // Past the ttl, so the tag is asked of the (dead) upstream again.
     std::thread::sleep(Duration::from_millis(1500));
@@ -595,7 +722,7 @@ fn a_cached_tag_is_revalidated_after_its_ttl() {
     );
 
     // Moved upstream just after the revalidation: still within the ttl.
-    target.put_manifest("team/app", "1", &two.manifest);
+    target.put_manifest("team/app", "1", OCI_MANIFEST, &two.manifest);
     assert_eq!(served(), one.digest, "served anew within the ttl");
     std::thread::sleep(ttl + Duration::from_secs(1));
     assert_eq!(served(), two.digest, "the moved tag after the ttl");
@@ -831,7 +958,7 @@ fn refuses_pushes(s: &Server, repo: &str, img: &Image) {
     unsupported(
         "PUT manifest",
         s.req("PUT", &format!("/v2/{repo}/manifests/2"))
-            .header("Content-Type", common::oci::OCI_MANIFEST)
+            .header("Content-Type", OCI_MANIFEST)
             .body(img.manifest.clone())
             .send(),
     );

@@ -54,10 +54,10 @@ impl Target {
         d
     }
 
-    pub fn put_manifest(&self, repo: &str, reference: &str, manifest: &[u8]) {
+    pub fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, manifest: &[u8]) {
         let r = self
             .req("PUT", &format!("/v2/{repo}/manifests/{reference}"))
-            .header("Content-Type", OCI_MANIFEST)
+            .header("Content-Type", media_type)
             .body(manifest.to_vec())
             .send();
         assert_eq!(
@@ -73,7 +73,7 @@ impl Target {
         for d in [&image.layer, &image.config] {
             assert_eq!(&self.push_blob(repo, &layout.blobs[d]), d);
         }
-        self.put_manifest(repo, tag, &image.manifest);
+        self.put_manifest(repo, tag, OCI_MANIFEST, &image.manifest);
     }
 }
 
