@@ -964,8 +964,18 @@ fn refuses_pushes(s: &Server, repo: &str, img: &Image) {
     );
 }
 
+fn catalog(s: &Server) -> Vec<String> {
+    strings(&s.req("GET", "/v2/_catalog").send().json()["repositories"])
+}
+
+/// Waits (up to 60 s) until `repo` has left the catalog.
+fn leaves_catalog(s: &Server, repo: &str) -> bool {
+    wait_for(60, || !catalog(s).iter().any(|r| r == repo))
+}
+
 /// `mirrorcache.expiry`: a cached repository not pulled for that long is
-/// removed (here with the upstream gone, so nothing can bring it back).
+/// removed, local ones stay; pulled again, it is cached again and expires
+/// again. With the upstream gone, an expired repository is not served.
 #[test]
 fn expired_cached_repositories_are_removed() {
     let updir = TempDir::new("mirror-up");
@@ -981,20 +991,54 @@ fn expired_cached_repositories_are_removed() {
         "  mirrorcache:\n    expiry: 2s\n",
     );
     push_image(&s, "local/app", "1", "stays");
-    pulls_completely(&s, "docker.io/team/app", "1", &img.digest);
+    for round in 1..=2 {
+        pulls_completely(&s, "docker.io/team/app", "1", &img.digest);
+        assert!(catalog(&s).contains(&"docker.io/team/app".to_string()));
+        assert!(
+            leaves_catalog(&s, "docker.io/team/app"),
+            "round {round}: still cached: {:?}\n{}",
+            catalog(&s),
+            s.log_text()
+        );
+        assert_eq!(catalog(&s), ["local/app"], "a local repository expired too");
+    }
     drop(up);
-    let catalog = || strings(&s.req("GET", "/v2/_catalog").send().json()["repositories"]);
-    assert!(catalog().contains(&"docker.io/team/app".to_string()));
-    assert!(
-        wait_for(90, || !catalog()
-            .contains(&"docker.io/team/app".to_string())),
-        "still cached: {:?}\n{}",
-        catalog(),
-        s.log_text()
-    );
-    assert_eq!(catalog(), ["local/app"], "a local repository expired too");
     let r = get_manifest(&s, "docker.io/team/app", "1");
     assert_ne!(r.status, 200, "served after expiry: {}", r.text());
+}
+
+/// `mirrorcache.maxsize`: past it, the least recently pulled cached
+/// repository is evicted, the more recent one stays.
+#[test]
+fn the_size_cap_evicts_the_least_recently_pulled() {
+    let updir = TempDir::new("mirror-up");
+    let up = fs_server(&updir.0);
+    let target = Target::anonymous(up.addr);
+    let (_wb, _lb, b) = pushed(&target, "team/b", "1", 19, 1 << 20);
+    let (_wa, _la, a) = pushed(&target, "team/a", "1", 20, 1 << 20);
+    // The expiry only sets how often the cache is reclaimed (a quarter of it).
+    let s = start_mirror(
+        "",
+        &[Mirror {
+            prefix: PREFIX,
+            upstream: up.addr,
+            keys: &[],
+        }],
+        "  mirrorcache:\n    expiry: 40s\n    maxsize: 1600KiB\n",
+    );
+    pulls_completely(&s, "docker.io/team/b", "1", &b.digest);
+    // Pull records have a granularity of a second on some stores.
+    std::thread::sleep(Duration::from_millis(1100));
+    pulls_completely(&s, "docker.io/team/a", "1", &a.digest);
+    assert!(
+        leaves_catalog(&s, "docker.io/team/b"),
+        "nothing evicted: {:?}\n{}",
+        catalog(&s),
+        s.log_text()
+    );
+    assert_eq!(catalog(&s), ["docker.io/team/a"], "{}", s.log_text());
+    s.expect_log("evicted docker.io/team/b");
+    pulls_completely(&s, "docker.io/team/a", "1", &a.digest);
 }
 
 /// The OCI conformance suite, which pushes, against a registry with
