@@ -1041,6 +1041,37 @@ fn the_size_cap_evicts_the_least_recently_pulled() {
     pulls_completely(&s, "docker.io/team/a", "1", &a.digest);
 }
 
+/// A cached manifest whose blobs nobody pulled yet is no damage for
+/// `fsck`: the cache fetches them when asked.
+#[test]
+fn fsck_accepts_cached_manifests_whose_blobs_were_never_pulled() {
+    let updir = TempDir::new("mirror-up");
+    let up = fs_server(&updir.0);
+    let (_work, _layout, img) = pushed(&Target::anonymous(up.addr), "team/app", "1", 21, 4096);
+    let s = start_mirror(
+        "",
+        &[Mirror {
+            prefix: PREFIX,
+            upstream: up.addr,
+            keys: &[],
+        }],
+        "",
+    );
+    let r = get_manifest(&s, "docker.io/team/app", "1");
+    assert_eq!(sha256(&r.body), img.digest);
+    let fsck = || {
+        let o = common::store::storage_cmd(&s, &["fsck"]);
+        (o.status.code(), common::store::stdout(&o))
+    };
+    let (code, out) = fsck();
+    assert_eq!(code, Some(0), "fsck on a cache:\n{out}");
+    // It did look at the cached manifest.
+    assert!(
+        out.contains(" 1 manifest: 0 problems"),
+        "fsck on a cache:\n{out}"
+    );
+}
+
 /// The OCI conformance suite, which pushes, against a registry with
 /// mirrors configured (one of them serving unprefixed names): its local
 /// repositories behave as without them. The mirrors still serve afterwards.
