@@ -17,6 +17,7 @@ mod common;
 use common::containerd::Containerd;
 use common::distribution::Distribution;
 use common::docker::*;
+use common::front::{Front, Kind};
 use common::images::pulls_completely;
 use common::images::push_sharing;
 use common::metrics::scrape;
@@ -816,6 +817,88 @@ fn a_token_upstream_is_pulled_with_a_reused_token() {
         served >= 6 && issued < served,
         "{issued} tokens for {served} upstream requests:\n{}",
         up.log_text()
+    );
+}
+
+/// Docker Hub answers blob GETs with a redirect to a CDN, another host:
+/// here nginx in front of the upstream does, to a second nginx server
+/// serving the upstream's blob files. The mirror follows the redirect and
+/// keeps the upstream's credentials to the upstream: a storage URL that
+/// got them would leak them (and S3 refuses a presigned request carrying
+/// an Authorization header).
+#[test]
+fn blob_redirects_are_followed_without_the_upstream_credentials() {
+    if lacks_tools("blob_redirects_are_followed", &["nginx"]) {
+        return;
+    }
+    let updir = TempDir::new("mirror-up");
+    let htpasswd = updir.0.join("htpasswd");
+    write_htpasswd(&htpasswd, &[("alice", "alice-pw")]);
+    let up = fs_server_with(
+        &updir.0,
+        &format!(
+            "auth:\n  htpasswd:\n    realm: upstream\n    path: {}\n",
+            htpasswd.display()
+        ),
+    );
+    let target = Target::with(up.addr, basic_auth("alice", "alice-pw"));
+    let (_work, _layout, img) = pushed(&target, "team/app", "1", 22, 1 << 20);
+    let (front, cdn) = (free_port(), free_port());
+    let config = format!(
+        r#"events {{}}
+http {{
+  log_format cdn '$request_method $uri auth=[$http_authorization]'; # - when absent
+  access_log access.log;
+  client_body_temp_path body;
+  proxy_temp_path proxy;
+  server {{
+    listen 127.0.0.1:{front};
+    location ~ ^/v2/.+/blobs/sha256:(..)(.+)$ {{
+      if ($request_method = GET) {{
+        return 307 http://127.0.0.1:{cdn}/cdn/sha256/$1/$1$2/data;
+      }}
+      proxy_pass http://{up};
+    }}
+    location / {{
+      proxy_pass http://{up};
+    }}
+  }}
+  server {{
+    listen 127.0.0.1:{cdn};
+    access_log cdn.log cdn;
+    location /cdn/ {{
+      alias {blobs}/;
+    }}
+  }}
+}}
+"#,
+        up = up.addr,
+        blobs = up.root.join("docker/registry/v2/blobs").display()
+    );
+    let addrs: [SocketAddr; 2] = [([127, 0, 0, 1], front).into(), ([127, 0, 0, 1], cdn).into()];
+    let nginx = Front::start(Kind::Nginx, &config, &addrs);
+    let s = start_mirror(
+        "",
+        &[Mirror {
+            prefix: PREFIX,
+            upstream: addrs[0],
+            keys: &["username: alice", "password: alice-pw"],
+        }],
+        "",
+    );
+    pulls_completely(&s, "docker.io/team/app", "1", &img.digest);
+    let cdn_log = || std::fs::read_to_string(nginx.dir.join("cdn.log")).unwrap_or_default();
+    let hex = img.layer.trim_start_matches("sha256:");
+    let layer = format!("GET /cdn/sha256/{}/{hex}/data ", &hex[..2]);
+    assert!(
+        wait_for(10, || cdn_log().contains(&layer)),
+        "the layer did not come from the redirect's target:\n{}",
+        cdn_log()
+    );
+    assert!(
+        cdn_log().lines().all(|l| l.ends_with("auth=[-]")),
+        "credentials sent to the redirect's target:\n{}",
+        cdn_log()
     );
 }
 

@@ -120,8 +120,13 @@ pub fn answered(log: &str, prefix: &str, status: u16) -> usize {
 /// Our server as an upstream, always on the filesystem (a test alters its
 /// blobs on disk), logging its requests; its data is under `dir/data`.
 pub fn fs_server(dir: &Path) -> Server {
+    fs_server_with(dir, "")
+}
+
+/// [`fs_server`] with `extra` top-level YAML, such as `auth:`.
+pub fn fs_server_with(dir: &Path, extra: &str) -> Server {
     let yaml = format!(
-        "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n",
+        "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n{extra}",
         dir.join("data").display()
     );
     Server::start_config(dir, &yaml, &[])
