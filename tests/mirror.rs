@@ -484,7 +484,7 @@ fn containerd_pulls_through_a_hosts_toml_mirror() {
 fn a_stopped_upstream_leaves_cached_content_served() {
     let updir = TempDir::new("mirror-up");
     let up = fs_server(&updir.0);
-    let (_work, _layout, img) = pushed(&Target::anonymous(up.addr), "team/app", "1", 4, 64 << 10);
+    let (_work, layout, img) = pushed(&Target::anonymous(up.addr), "team/app", "1", 4, 64 << 10);
     let s = start_mirror(
         "",
         &[Mirror {
@@ -494,6 +494,24 @@ fn a_stopped_upstream_leaves_cached_content_served() {
         }],
         "",
     );
+    // HEADs of what is not cached yet answer as for what is.
+    let r = s
+        .req("HEAD", "/v2/docker.io/team/app/manifests/1")
+        .header("Accept", ACCEPT_ALL_MANIFESTS)
+        .send();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Docker-Content-Digest"), Some(img.digest.as_str()));
+    let size = img.manifest.len().to_string();
+    assert_eq!(r.header("Content-Length"), Some(size.as_str()));
+    let r = s
+        .req(
+            "HEAD",
+            &format!("/v2/docker.io/team/app/blobs/{}", img.layer),
+        )
+        .send();
+    assert_eq!(r.status, 200);
+    let size = layout.blobs[&img.layer].len().to_string();
+    assert_eq!(r.header("Content-Length"), Some(size.as_str()));
     pulls_completely(&s, "docker.io/team/app", "1", &img.digest);
     // While the upstream is up, what it does not have is unknown here too.
     let r = get_manifest(&s, "docker.io/team/app", "nope");
