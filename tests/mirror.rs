@@ -554,6 +554,63 @@ fn a_stopped_upstream_leaves_cached_content_served() {
     );
 }
 
+/// An upstream answering 503, then 429 (here nginx in front of it, told
+/// by a file to refuse): tags past their ttl are served from the cache,
+/// with a warning, and the errors are counted.
+#[test]
+fn an_upstream_answering_503_or_429_leaves_cached_tags_served() {
+    if lacks_tools("an_upstream_answering_503_or_429", &["nginx"]) {
+        return;
+    }
+    let updir = TempDir::new("mirror-up");
+    let up = fs_server(&updir.0);
+    let (_work, _layout, img) = pushed(&Target::anonymous(up.addr), "team/app", "1", 23, 4096);
+    let flags = updir.0.join("flags");
+    std::fs::create_dir_all(&flags).unwrap();
+    let port = free_port();
+    let config = format!(
+        "events {{}}\nhttp {{\n  access_log access.log;\n  client_body_temp_path body;\n  proxy_temp_path proxy;\n  server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      if (-f {f}/503) {{ return 503; }}\n      if (-f {f}/429) {{ return 429; }}\n      proxy_pass http://{up};\n    }}\n  }}\n}}\n",
+        f = flags.display(),
+        up = up.addr
+    );
+    let front: SocketAddr = ([127, 0, 0, 1], port).into();
+    let _nginx = Front::start(Kind::Nginx, &config, &[front]);
+    let s = start_mirror(
+        "",
+        &[Mirror {
+            prefix: PREFIX,
+            upstream: front,
+            keys: &["ttl: 1s"],
+        }],
+        "",
+    );
+    pulls_completely(&s, "docker.io/team/app", "1", &img.digest);
+    let errors = || {
+        metric(
+            &s,
+            "registry_mirror_upstream_errors_total",
+            &[("upstream", PREFIX)],
+        )
+    };
+    let warned = || s.log_text().matches("serving cached").count();
+    for status in ["503", "429"] {
+        let _ = std::fs::remove_file(flags.join("503"));
+        std::fs::write(flags.join(status), "").unwrap();
+        let before = (errors(), warned());
+        std::thread::sleep(Duration::from_millis(1500));
+        pulls_completely(&s, "docker.io/team/app", "1", &img.digest);
+        assert!(
+            errors() > before.0,
+            "{status} not counted as an upstream error"
+        );
+        assert!(
+            wait_for(10, || warned() > before.1),
+            "no warning for {status}:\n{}",
+            s.log_text()
+        );
+    }
+}
+
 /// Twenty clients at once ask for one uncached manifest, then twenty for
 /// one uncached blob: the upstream serves each once.
 #[test]
