@@ -1166,7 +1166,8 @@ fn expired_cached_repositories_are_removed() {
 }
 
 /// `mirrorcache.maxsize`: past it, the least recently pulled cached
-/// repository is evicted, the more recent one stays.
+/// repository is evicted, the more recent one stays; an evicted one pulled
+/// again counts again.
 #[test]
 fn the_size_cap_evicts_the_least_recently_pulled() {
     let updir = TempDir::new("mirror-up");
@@ -1196,7 +1197,19 @@ fn the_size_cap_evicts_the_least_recently_pulled() {
     );
     assert_eq!(catalog(&s), ["docker.io/team/a"], "{}", s.log_text());
     s.expect_log("evicted docker.io/team/b");
-    pulls_completely(&s, "docker.io/team/a", "1", &a.digest);
+    // Pulled again, b is the most recent: now a goes, evicted for size
+    // long before its expiry would remove it.
+    std::thread::sleep(Duration::from_millis(1100));
+    pulls_completely(&s, "docker.io/team/b", "1", &b.digest);
+    let gone = |how: &str| s.log_text().contains(&format!("{how} docker.io/team/a,"));
+    wait_for(60, || gone("evicted") || gone("removed"));
+    assert!(
+        gone("evicted"),
+        "over the cap with b pulled again, a was not evicted: {:?}\n{}",
+        catalog(&s),
+        s.log_text()
+    );
+    assert_eq!(catalog(&s), ["docker.io/team/b"], "{}", s.log_text());
 }
 
 /// A cached manifest whose blobs nobody pulled yet is no damage for
