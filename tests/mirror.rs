@@ -1044,6 +1044,67 @@ fn access_rules_apply_to_the_cached_name() {
     );
 }
 
+/// A blob is served in a cached repository only if the upstream has it
+/// there, as a local repository serves only the blobs linked into it: a
+/// user who may pull through the mirror but not from `local/secret` does
+/// not get local/secret's blobs by asking for their digests under
+/// `docker.io/...`, nor another cached repository's.
+#[test]
+fn cached_repositories_do_not_serve_blobs_the_upstream_lacks_there() {
+    let updir = TempDir::new("mirror-up");
+    let up = fs_server(&updir.0);
+    let target = Target::anonymous(up.addr);
+    let (_wa, _la, app) = pushed(&target, "team/app", "1", 24, 4096);
+    let (_wo, _lo, other) = pushed(&target, "team/other", "1", 25, 4096);
+    let htpasswd = updir.0.join("htpasswd");
+    write_htpasswd(&htpasswd, &[("alice", "alice-pw"), ("admin", "admin-pw")]);
+    let mut s = start_mirror(
+        &format!(
+            "auth:\n  htpasswd:\n    realm: mirror\n    path: {}\n",
+            htpasswd.display()
+        ),
+        &[Mirror {
+            prefix: PREFIX,
+            upstream: up.addr,
+            keys: &[],
+        }],
+        "  access:\n    rules:\n      - {repositories: [\"docker.io/*\"], users: [\"*\"], allow: [pull]}\n      - {repositories: [\"*\"], users: [admin], allow: [pull, push]}\n",
+    );
+    s.credentials = Some(("admin".into(), "admin-pw".into()));
+    let secret = push_blob(
+        &s,
+        "local/secret",
+        b"the secret layer of a local repository",
+    );
+    s.credentials = Some(("alice".into(), "alice-pw".into()));
+    let r = s
+        .req("GET", &format!("/v2/local/secret/blobs/{secret}"))
+        .send();
+    assert_eq!(r.status, 403, "alice may not pull local/secret");
+    pulls_completely(&s, "docker.io/team/other", "1", &other.digest);
+    let mut served = vec![];
+    for (d, what) in [
+        (&secret, "local/secret's blob"),
+        (&other.layer, "team/other's layer"),
+    ] {
+        for repo in ["docker.io/team/app", "docker.io/no/such/repo"] {
+            for method in ["HEAD", "GET"] {
+                let r = s.req(method, &format!("/v2/{repo}/blobs/{d}")).send();
+                if r.status != 404 {
+                    let whole = method == "GET" && sha256(&r.body) == *d;
+                    served.push(format!(
+                        "{method} {what} through {repo}: {}{}",
+                        r.status,
+                        if whole { ", the whole blob" } else { "" }
+                    ));
+                }
+            }
+        }
+    }
+    assert!(served.is_empty(), "served:\n{}", served.join("\n"));
+    pulls_completely(&s, "docker.io/team/app", "1", &app.digest);
+}
+
 /// Pushes into a mirrored repository, and any push in `proxy:` mode, are
 /// refused with 405 UNSUPPORTED; local repositories beside mirrors take
 /// pushes; `proxy:` mode pulls every repository from its upstream.
