@@ -1047,8 +1047,8 @@ fn access_rules_apply_to_the_cached_name() {
 /// A blob is served in a cached repository only if the upstream has it
 /// there, as a local repository serves only the blobs linked into it: a
 /// user who may pull through the mirror but not from `local/secret` does
-/// not get local/secret's blobs by asking for their digests under
-/// `docker.io/...`, nor another cached repository's.
+/// not get local/secret's blobs or manifests by asking for their digests
+/// under `docker.io/...`, nor another cached repository's blobs.
 #[test]
 fn cached_repositories_do_not_serve_blobs_the_upstream_lacks_there() {
     let updir = TempDir::new("mirror-up");
@@ -1076,6 +1076,7 @@ fn cached_repositories_do_not_serve_blobs_the_upstream_lacks_there() {
         "local/secret",
         b"the secret layer of a local repository",
     );
+    let secret_manifest = push_image(&s, "local/secret", "1", "secret");
     s.credentials = Some(("alice".into(), "alice-pw".into()));
     let r = s
         .req("GET", &format!("/v2/local/secret/blobs/{secret}"))
@@ -1099,6 +1100,15 @@ fn cached_repositories_do_not_serve_blobs_the_upstream_lacks_there() {
                     ));
                 }
             }
+        }
+    }
+    for repo in ["docker.io/team/app", "docker.io/no/such/repo"] {
+        let r = get_manifest(&s, repo, &secret_manifest);
+        if r.status != 404 {
+            served.push(format!(
+                "GET local/secret's manifest through {repo}: {}",
+                r.status
+            ));
         }
     }
     assert!(served.is_empty(), "served:\n{}", served.join("\n"));
