@@ -22,8 +22,13 @@ use tokio::sync::mpsc;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Redirects followed to reach the bytes (Docker Hub sends one, to its CDN).
 const MAX_REDIRECTS: usize = 5;
-/// Chunks buffered towards the client and towards the store.
-const QUEUE: usize = 16;
+/// Batches buffered towards the client and towards the store.
+const QUEUE: usize = 8;
+/// The upstream's frames (tens of KiB) go on in batches of about this
+/// much, so the tasks pass one message per batch rather than per frame.
+const BATCH: usize = 512 << 10;
+
+type Batch = std::io::Result<Vec<Bytes>>;
 
 pub enum BlobAnswer {
     /// Cached (now linked into the repository): serve it as any blob.
@@ -133,9 +138,11 @@ impl Mirrors {
         let registry = self.registry.clone();
         let stored = {
             let (repo, d) = (repo.clone(), d.clone());
-            tokio::spawn(
-                async move { registry.put_blob(&repo, &d, Box::pin(Channel(store))).await },
-            )
+            tokio::spawn(async move {
+                registry
+                    .put_blob(&repo, &d, Box::pin(Channel::new(store)))
+                    .await
+            })
         };
         tokio::spawn(async move {
             let _flight = flight;
@@ -160,7 +167,7 @@ impl Mirrors {
                 }
             }
         });
-        Box::pin(Channel(client))
+        Box::pin(Channel::new(client))
     }
 }
 
@@ -168,34 +175,59 @@ impl Mirrors {
 /// the last to the client, which is returned for sending once verified.
 async fn copy(
     mut body: Incoming,
-    to_store: &mpsc::Sender<std::io::Result<Bytes>>,
-    to_client: &mpsc::Sender<std::io::Result<Bytes>>,
+    to_store: &mpsc::Sender<Batch>,
+    to_client: &mpsc::Sender<Batch>,
     label: &str,
-) -> Result<Option<Bytes>, String> {
-    let mut held: Option<Bytes> = None;
+) -> Result<Option<Vec<Bytes>>, String> {
+    let mut held: Option<Vec<Bytes>> = None;
     loop {
-        let frame = match tokio::time::timeout(IDLE_TIMEOUT, body.frame()).await {
-            Err(_) => return Err(format!("no bytes for {}s", IDLE_TIMEOUT.as_secs())),
-            Ok(None) => return Ok(held),
-            Ok(Some(Err(e))) => return Err(e.to_string()),
-            Ok(Some(Ok(f))) => f,
+        let Some(batch) = next_batch(&mut body).await? else {
+            return Ok(held);
         };
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        crate::metrics::mirror_upstream_bytes(label, data.len() as u64);
-        if to_store.send(Ok(data.clone())).await.is_err() {
+        let n: usize = batch.iter().map(Bytes::len).sum();
+        crate::metrics::mirror_upstream_bytes(label, n as u64);
+        if to_store.send(Ok(batch.clone())).await.is_err() {
             return Err("storing stopped".into());
         }
-        if let Some(prev) = held.replace(data) {
+        if let Some(prev) = held.replace(batch) {
             // A client that left does not stop the fetch.
             let _ = to_client.send(Ok(prev)).await;
         }
     }
 }
 
-/// A channel's receiving end as a byte stream.
-struct Channel(mpsc::Receiver<std::io::Result<Bytes>>);
+/// The upstream's next frames, about [`BATCH`] bytes of them; `None` at the end.
+async fn next_batch(body: &mut Incoming) -> Result<Option<Vec<Bytes>>, String> {
+    let (mut batch, mut len) = (vec![], 0);
+    while len < BATCH {
+        let frame = match tokio::time::timeout(IDLE_TIMEOUT, body.frame()).await {
+            Err(_) => return Err(format!("no bytes for {}s", IDLE_TIMEOUT.as_secs())),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(e.to_string()),
+            Ok(Some(Ok(f))) => f,
+        };
+        if let Ok(data) = frame.into_data() {
+            len += data.len();
+            batch.push(data);
+        }
+    }
+    Ok((!batch.is_empty()).then_some(batch))
+}
+
+/// A channel of batches as a byte stream.
+struct Channel {
+    rx: mpsc::Receiver<Batch>,
+    ready: std::collections::VecDeque<Bytes>,
+}
+
+impl Channel {
+    fn new(rx: mpsc::Receiver<Batch>) -> Channel {
+        Channel {
+            rx,
+            ready: Default::default(),
+        }
+    }
+}
 
 impl futures_core::Stream for Channel {
     type Item = std::io::Result<Bytes>;
@@ -203,7 +235,17 @@ impl futures_core::Stream for Channel {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx)
+        use std::task::Poll;
+        loop {
+            if let Some(b) = self.ready.pop_front() {
+                return Poll::Ready(Some(Ok(b)));
+            }
+            match std::task::ready!(self.rx.poll_recv(cx)) {
+                Some(Ok(batch)) => self.ready.extend(batch),
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => return Poll::Ready(None),
+            }
+        }
     }
 }
 

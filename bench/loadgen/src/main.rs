@@ -3,7 +3,7 @@
 //!   rate       --path P [--method M] [--conns C] [--secs S] [--header K:V]
 //!   push-blobs --repo R [--count N] [--size B] [--conns C]
 //!   push-file  --repo R --file F --digest D [--chunk B]
-//!   pull       --path P
+//!   pull       --path P [--conns C]
 //!   tags       --repo R [--count N] [--conns C]
 //!   repos      --prefix X [--count N] [--conns C]
 //!   walk       --path P

@@ -283,16 +283,32 @@ fn push_blocking(t: &Target, repo: &str, path: &str, digest: &str, chunk: u64) -
 }
 
 /// One GET of a large body (see [`Bulk`]).
+/// `--conns N` pulls the blob N times at once, each over its own
+/// connection: the aggregate rate of many machines pulling one image.
 pub async fn pull(t: &Target, a: &Args) -> Out {
-    let (t, path) = (t.clone(), a.req("path").to_string());
-    tokio::task::spawn_blocking(move || pull_blocking(&t, &path))
-        .await
-        .map_err(|e| e.to_string())?
+    let conns = a.num("conns", 1).max(1);
+    let start = Instant::now();
+    let pulls: Vec<_> = (0..conns)
+        .map(|_| {
+            let (t, path) = (t.clone(), a.req("path").to_string());
+            tokio::task::spawn_blocking(move || pull_blocking(&t, &path))
+        })
+        .collect();
+    let mut total = 0u64;
+    for p in pulls {
+        total += p.await.map_err(|e| e.to_string())??;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok(format!(
+        "{{\"bytes\":{},\"secs\":{secs:.3},\"mbps\":{:.1}}}",
+        total / conns,
+        total as f64 / secs / 1e6
+    ))
 }
 
-fn pull_blocking(t: &Target, path: &str) -> Out {
+/// One whole pull; the bytes received.
+fn pull_blocking(t: &Target, path: &str) -> Result<u64, String> {
     let err = |e: std::io::Error| e.to_string();
-    let start = Instant::now();
     let mut c = Bulk::connect(t).map_err(err)?;
     let r = c.send("GET", path, &[], None).map_err(err)?;
     if r.status != 200 {
@@ -302,12 +318,7 @@ fn pull_blocking(t: &Target, path: &str) -> Out {
         .header("Content-Length")
         .ok_or("GET blob: no Content-Length")?;
     let len: u64 = len.parse().map_err(|_| "GET blob: bad Content-Length")?;
-    let n = c.drain(len).map_err(err)?;
-    let secs = start.elapsed().as_secs_f64();
-    Ok(format!(
-        "{{\"bytes\":{n},\"secs\":{secs:.3},\"mbps\":{:.1}}}",
-        n as f64 / secs / 1e6
-    ))
+    c.drain(len).map_err(err)
 }
 
 /// An image manifest for one small config and one small layer, pushed first.
