@@ -674,6 +674,64 @@ fn parallel_pulls_of_uncached_content_fetch_it_once() {
     assert_eq!(requests(&log(), "GET", &layer), 1, "{}", log());
 }
 
+/// A client that leaves in the middle of an uncached blob does not stop
+/// its fetch: the next client gets the blob from that same fetch (the
+/// upstream, behind nginx limited to 1 MiB/s, is still sending it).
+#[test]
+fn a_client_leaving_mid_blob_does_not_stop_the_fetch() {
+    if lacks_tools("a_client_leaving_mid_blob", &["nginx", "curl"]) {
+        return;
+    }
+    let updir = TempDir::new("mirror-up");
+    let up = fs_server(&updir.0);
+    let (work, _layout, img) = pushed(&Target::anonymous(up.addr), "team/app", "1", 26, 3 << 20);
+    let port = free_port();
+    let config = format!(
+        "events {{}}\nhttp {{\n  access_log access.log;\n  client_body_temp_path body;\n  proxy_temp_path proxy;\n  server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      limit_rate 1m;\n      proxy_pass http://{};\n    }}\n  }}\n}}\n",
+        up.addr
+    );
+    let front: SocketAddr = ([127, 0, 0, 1], port).into();
+    let _nginx = Front::start(Kind::Nginx, &config, &[front]);
+    let s = start_mirror(
+        "",
+        &[Mirror {
+            prefix: PREFIX,
+            upstream: front,
+            keys: &[],
+        }],
+        "",
+    );
+    let path = format!("/v2/docker.io/team/app/blobs/{}", img.layer);
+    {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(s.addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        write!(c, "GET {path} HTTP/1.1\r\nHost: mirror\r\n\r\n").unwrap();
+        let mut got = 0;
+        let mut buf = [0u8; 16 << 10];
+        while got < 64 << 10 {
+            match c.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+        assert!(got >= 64 << 10, "the first client got only {got} bytes");
+    }
+    let (code, status, body) = parallel_curls(&s.url(&path), None, 1, &work.0).remove(0);
+    assert_eq!((code, status.as_str()), (0, "200"));
+    assert_eq!(sha256(&body), img.layer);
+    let layer = format!("/v2/team/app/blobs/{}", img.layer);
+    let log = || up.log_text();
+    assert_eq!(upstream_requests(log, "GET", &layer, 1), 1, "{}", log());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        requests(&log(), "GET", &layer),
+        1,
+        "fetched twice:\n{}",
+        log()
+    );
+}
+
 /// An upstream that serves wrong bytes for a blob: the client never gets
 /// the whole blob with a 200, nothing is cached, and once the upstream is
 /// right again the blob is fetched anew and served.
