@@ -10,6 +10,7 @@ pub mod docker;
 pub mod front;
 pub mod images;
 pub mod metrics;
+pub mod mirror;
 pub mod nodes;
 pub mod oci;
 pub mod s3;
