@@ -71,16 +71,31 @@ impl Mirrors {
         Ok(BlobAnswer::Fetched { size, body })
     }
 
-    /// Whether the blob is readable in the repository, linking it if it
-    /// is stored for another.
+    /// Whether the blob is readable in the repository. One stored for
+    /// another repository is linked here only once this repository is shown
+    /// to have it upstream (or, the upstream down, a cached manifest here
+    /// references it): a digest alone must not open another repository's
+    /// blob, as it must not for a mount.
     async fn linked(&self, c: &Cached<'_>, d: &Digest) -> Result<bool, MirrorError> {
         match self.registry.blob_size(c.repo, d).await {
-            Ok(_) => Ok(true),
-            Err(StorageError::BlobUnknown(_)) => {
-                Ok(self.registry.link_stored_blob(c.repo, d).await?.is_some())
-            }
-            Err(e) => Err(e.into()),
+            Ok(_) => return Ok(true),
+            Err(StorageError::BlobUnknown(_)) => {}
+            Err(e) => return Err(e.into()),
         }
+        if !self.registry.blob_stored(d).await? {
+            return Ok(false);
+        }
+        let upstream_has = match self.ask_blob(c, Method::HEAD, d).await {
+            Ok(_) => true,
+            Err(MirrorError::Upstream { source, .. }) if source.is_outage() => {
+                self.registry.manifests_reference(c.repo, d).await?
+            }
+            Err(e) => return Err(e),
+        };
+        if !upstream_has {
+            return Err(StorageError::BlobUnknown(d.clone()).into());
+        }
+        Ok(self.registry.link_stored_blob(c.repo, d).await?.is_some())
     }
 
     /// A blob request to the upstream, following its redirects (without

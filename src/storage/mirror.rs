@@ -103,6 +103,27 @@ impl Registry {
         Ok(Some(size))
     }
 
+    /// Whether a blob's bytes are stored, for whichever repository.
+    pub async fn blob_stored(&self, d: &crate::digest::Digest) -> Result<bool> {
+        Ok(self.stored_blob_size(d).await?.is_some())
+    }
+
+    /// Whether a manifest stored in `repo` references `d` as a config or
+    /// layer: in a cache, proof that its upstream repository had the blob.
+    pub async fn manifests_reference(
+        &self,
+        repo: &RepoName,
+        d: &crate::digest::Digest,
+    ) -> Result<bool> {
+        for r in self.revisions(repo).await? {
+            let bytes = self.blob_content(&r.digest).await?.unwrap_or_default();
+            if super::refs::references(&bytes).is_some_and(|refs| refs.blobs.contains(d)) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Bytes of the blobs linked into a cached repository (a blob shared
     /// with others counts in each).
     pub async fn cached_size(&self, repo: &RepoName) -> Result<u64> {
