@@ -104,6 +104,41 @@ fn docker_pulls_through_registry_mirrors_cold_then_warm() {
     );
 }
 
+/// The usual site: a registry that wants a login, its Docker Hub cache open
+/// to anonymous pulls, and engines that know it only as a registry mirror
+/// (which they send no credentials).
+#[test]
+fn docker_pulls_anonymously_through_a_cache_on_a_registry_with_logins() {
+    if lacks_tools("docker_pulls_anonymously_through_a_cache", &["dockerd"]) {
+        return;
+    }
+    let _one = ONE_DOCKERD.lock().unwrap_or_else(|e| e.into_inner());
+    let updir = TempDir::new("mirror-up");
+    let up = fs_server(&updir.0);
+    let (_work, _layout, img) =
+        pushed(&Target::anonymous(up.addr), "library/app", "2", 28, 1 << 20);
+    let htpasswd = updir.0.join("htpasswd");
+    write_htpasswd(&htpasswd, &[("admin", "admin-pw")]);
+    let s = start_mirror(
+        &format!(
+            "auth:\n  htpasswd:\n    realm: mirror\n    path: {}\n",
+            htpasswd.display()
+        ),
+        &[Mirror {
+            prefix: PREFIX,
+            upstream: up.addr,
+            keys: &["unprefixed: true"],
+        }],
+        "  access:\n    rules:\n      - {repositories: [\"docker.io/*\"], anonymous: true, allow: [pull]}\n      - {repositories: [\"*\"], users: [admin], allow: [pull, push]}\n",
+    );
+    let dk = Dockerd::start_with_config(&format!(
+        r#"{{"registry-mirrors":["http://{a}"],"insecure-registries":["{a}"]}}"#,
+        a = s.addr
+    ));
+    dk.docker(&["pull", "app:2"]);
+    assert_eq!(dk.inspect("app:2")["Id"], img.config.as_str());
+}
+
 /// skopeo copies `OURS/docker.io/team/app:1` to a directory twice: the
 /// first fills the cache from our own server as the upstream, the second
 /// is served from it.
@@ -970,6 +1005,53 @@ fn access_rules_apply_to_the_cached_name() {
             1
         ) == 1
     );
+}
+
+/// A cache open to anonymous pulls on a registry that otherwise wants a
+/// login (`anonymous: true` on `docker.io/*`): Docker's registry-mirrors
+/// sends no credentials, nor does containerd; unprefixed and `?ns=` names
+/// are the cached name for the rules too. Local repositories still want
+/// the login.
+#[test]
+fn anonymous_pulls_of_the_cache_on_a_registry_with_logins() {
+    let updir = TempDir::new("mirror-up");
+    let up = fs_server(&updir.0);
+    let (_work, _layout, img) = pushed(&Target::anonymous(up.addr), "library/app", "1", 27, 4096);
+    let htpasswd = updir.0.join("htpasswd");
+    write_htpasswd(&htpasswd, &[("admin", "admin-pw")]);
+    let mut s = start_mirror(
+        &format!(
+            "auth:\n  htpasswd:\n    realm: mirror\n    path: {}\n",
+            htpasswd.display()
+        ),
+        &[Mirror {
+            prefix: PREFIX,
+            upstream: up.addr,
+            keys: &["unprefixed: true"],
+        }],
+        "  access:\n    rules:\n      - {repositories: [\"docker.io/*\"], anonymous: true, allow: [pull]}\n      - {repositories: [\"*\"], users: [admin], allow: [pull, push]}\n",
+    );
+    for (repo, query) in [
+        ("library/app", ""),
+        ("library/app", "?ns=docker.io"),
+        ("docker.io/library/app", ""),
+    ] {
+        let r = s
+            .req("GET", &format!("/v2/{repo}/manifests/1{query}"))
+            .header("Accept", ACCEPT_ALL_MANIFESTS)
+            .send();
+        assert_eq!(r.status, 200, "anonymous {repo}{query}: {}", r.text());
+        assert_eq!(sha256(&r.body), img.digest);
+        let r = s
+            .req("GET", &format!("/v2/{repo}/blobs/{}{query}", img.layer))
+            .send();
+        assert_eq!(r.status, 200, "anonymous blob {repo}{query}");
+    }
+    s.credentials = Some(("admin".into(), "admin-pw".into()));
+    push_image(&s, "local/app", "1", "local");
+    s.credentials = None;
+    let r = get_manifest(&s, "local/app", "1");
+    assert_eq!(r.status, 401, "anonymous pull of a local repository");
 }
 
 /// A blob is served in a cached repository only if the upstream has it
