@@ -1054,6 +1054,66 @@ fn anonymous_pulls_of_the_cache_on_a_registry_with_logins() {
     assert_eq!(r.status, 401, "anonymous pull of a local repository");
 }
 
+/// Images sharing a base layer (most of Docker Hub's): the layer cached for
+/// one repository is served in another once the upstream confirms that
+/// repository has it, without its bytes fetched again; with the upstream
+/// down, a cached manifest of the repository naming it is confirmation
+/// enough.
+#[test]
+fn a_layer_shared_by_cached_repositories_is_fetched_once() {
+    let updir = TempDir::new("mirror-up");
+    let up = fs_server(&updir.0);
+    let target = Target::anonymous(up.addr);
+    let (_work, layout, a) = pushed(&target, "team/a", "1", 29, 1 << 20);
+    let layer = &layout.blobs[&a.layer];
+    // Other images on the same layer: only their configs differ.
+    let on_the_same_layer = |repo: &str| {
+        let config = format!(
+            r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{}"]}},"repo":"{repo}"}}"#,
+            a.diff_id
+        );
+        let c = target.push_blob(repo, config.as_bytes());
+        assert_eq!(target.push_blob(repo, layer), a.layer);
+        let m = image_manifest(OCI_MANIFEST, (&c, config.len()), &[(&a.layer, layer.len())]);
+        target.put_manifest(repo, "1", OCI_MANIFEST, m.as_bytes());
+        sha256(m.as_bytes())
+    };
+    let (b, c) = (on_the_same_layer("team/b"), on_the_same_layer("team/c"));
+    let s = start_mirror(
+        "",
+        &[Mirror {
+            prefix: PREFIX,
+            upstream: up.addr,
+            keys: &[],
+        }],
+        "",
+    );
+    let log = || up.log_text();
+    let gets = |repo: &str| requests(&log(), "GET", &format!("/v2/{repo}/blobs/{}", a.layer));
+
+    pulls_completely(&s, "docker.io/team/a", "1", &a.digest);
+    assert_eq!(
+        upstream_requests(log, "GET", &format!("/v2/team/a/blobs/{}", a.layer), 1),
+        1
+    );
+    pulls_completely(&s, "docker.io/team/b", "1", &b);
+    assert_eq!(
+        gets("team/b"),
+        0,
+        "the shared layer fetched again:\n{}",
+        log()
+    );
+
+    let r = get_manifest(&s, "docker.io/team/c", "1");
+    assert_eq!(sha256(&r.body), c);
+    drop(up);
+    let r = s
+        .req("GET", &format!("/v2/docker.io/team/c/blobs/{}", a.layer))
+        .send();
+    assert_eq!(r.status, 200, "with the upstream down: {}", r.text());
+    assert_eq!(sha256(&r.body), a.layer);
+}
+
 /// A blob is served in a cached repository only if the upstream has it
 /// there, as a local repository serves only the blobs linked into it: a
 /// user who may pull through the mirror but not from `local/secret` does
