@@ -637,6 +637,52 @@ fn a_client_leaving_mid_blob_does_not_stop_the_fetch() {
     );
 }
 
+/// A ranged GET of an uncached blob (containerd resumes downloads so) gets
+/// those bytes or the whole blob, and does not leave a part of it cached.
+#[test]
+fn a_range_request_for_an_uncached_blob() {
+    let updir = TempDir::new("mirror-up");
+    let up = fs_server(&updir.0);
+    let (_work, layout, img) = pushed(&Target::anonymous(up.addr), "team/app", "1", 30, 256 << 10);
+    let s = start_mirror(
+        "",
+        &[Mirror {
+            prefix: PREFIX,
+            upstream: up.addr,
+            keys: &[],
+        }],
+        "",
+    );
+    let whole = &layout.blobs[&img.layer];
+    let path = format!("/v2/docker.io/team/app/blobs/{}", img.layer);
+    let r = s
+        .req("GET", &path)
+        .header("Range", "bytes=1000-1999")
+        .send();
+    match r.status {
+        206 => {
+            assert!(r.body == whole[1000..2000], "206 with other bytes");
+            assert_eq!(
+                r.header("Content-Range"),
+                Some(format!("bytes 1000-1999/{}", whole.len()).as_str())
+            );
+        }
+        200 => assert!(r.body == *whole, "200 without the whole blob"),
+        other => panic!("ranged GET of an uncached blob: {other} {}", r.text()),
+    }
+    for _ in 0..2 {
+        let r = s.req("GET", &path).send();
+        assert_eq!(r.status, 200);
+        assert_eq!(sha256(&r.body), img.layer);
+    }
+    let r = s
+        .req("GET", &path)
+        .header("Range", "bytes=1000-1999")
+        .send();
+    assert_eq!(r.status, 206, "a ranged GET of a cached blob");
+    assert!(r.body == whole[1000..2000]);
+}
+
 /// An upstream that serves wrong bytes for a blob: the client never gets
 /// the whole blob with a 200, nothing is cached, and once the upstream is
 /// right again the blob is fetched anew and served.
