@@ -23,6 +23,7 @@ use common::images::pulls_completely;
 use common::images::push_sharing;
 use common::mirror::*;
 use common::oci::{Image, Layout, OCI_INDEX, OCI_MANIFEST, index, skopeo};
+use common::tls::{KeyType, Pki, http_tls_yaml};
 use common::token::{Grant, TokenIssuer};
 use common::upstream::*;
 use common::*;
@@ -53,7 +54,7 @@ fn docker_pulls_through_registry_mirrors_cold_then_warm() {
         "",
         &[Mirror {
             prefix: PREFIX,
-            upstream: up.addr,
+            upstream: http(up.addr),
             keys: &["unprefixed: true", "ttl: 10m"],
         }],
         "",
@@ -126,7 +127,7 @@ fn docker_pulls_anonymously_through_a_cache_on_a_registry_with_logins() {
         ),
         &[Mirror {
             prefix: PREFIX,
-            upstream: up.addr,
+            upstream: http(up.addr),
             keys: &["unprefixed: true"],
         }],
         "  access:\n    rules:\n      - {repositories: [\"docker.io/*\"], anonymous: true, allow: [pull]}\n      - {repositories: [\"*\"], users: [admin], allow: [pull, push]}\n",
@@ -154,7 +155,7 @@ fn skopeo_copies_a_prefixed_name_cold_then_warm() {
         "",
         &[Mirror {
             prefix: PREFIX,
-            upstream: up.addr,
+            upstream: http(up.addr),
             keys: &[],
         }],
         "",
@@ -233,7 +234,7 @@ fn an_index_and_its_images_are_mirrored() {
         "",
         &[Mirror {
             prefix: PREFIX,
-            upstream: up.addr,
+            upstream: http(up.addr),
             keys: &[],
         }],
         "",
@@ -289,7 +290,7 @@ fn a_local_push_under_a_name_the_upstream_has_takes_it_over() {
         "",
         &[Mirror {
             prefix: PREFIX,
-            upstream: up.addr,
+            upstream: http(up.addr),
             keys: &["unprefixed: true"],
         }],
         "",
@@ -331,7 +332,7 @@ fn containerd_pulls_through_a_hosts_toml_mirror() {
         "",
         &[Mirror {
             prefix: PREFIX,
-            upstream: up.addr,
+            upstream: http(up.addr),
             keys: &[],
         }],
         "",
@@ -394,7 +395,7 @@ fn a_stopped_upstream_leaves_cached_content_served() {
         "",
         &[Mirror {
             prefix: PREFIX,
-            upstream: up.addr,
+            upstream: http(up.addr),
             keys: &["ttl: 1s"],
         }],
         "",
@@ -484,7 +485,7 @@ fn an_upstream_answering_503_or_429_leaves_cached_tags_served() {
         "",
         &[Mirror {
             prefix: PREFIX,
-            upstream: front,
+            upstream: http(front),
             keys: &["ttl: 1s"],
         }],
         "",
@@ -533,7 +534,7 @@ fn parallel_pulls_of_uncached_content_fetch_it_once() {
         "",
         &[Mirror {
             prefix: PREFIX,
-            upstream: up.addr,
+            upstream: http(up.addr),
             keys: &[],
         }],
         "",
@@ -601,7 +602,7 @@ fn a_client_leaving_mid_blob_does_not_stop_the_fetch() {
         "",
         &[Mirror {
             prefix: PREFIX,
-            upstream: front,
+            upstream: http(front),
             keys: &[],
         }],
         "",
@@ -648,7 +649,7 @@ fn a_range_request_for_an_uncached_blob() {
         "",
         &[Mirror {
             prefix: PREFIX,
-            upstream: up.addr,
+            upstream: http(up.addr),
             keys: &[],
         }],
         "",
@@ -698,7 +699,7 @@ fn a_corrupt_upstream_blob_is_cut_short_and_not_cached() {
         "",
         &[Mirror {
             prefix: PREFIX,
-            upstream: up.addr,
+            upstream: http(up.addr),
             keys: &[],
         }],
         "",
@@ -768,7 +769,7 @@ fn a_cached_tag_is_revalidated_after_its_ttl() {
         "",
         &[Mirror {
             prefix: PREFIX,
-            upstream: up.addr,
+            upstream: http(up.addr),
             keys: &["ttl: 5s"],
         }],
         "",
@@ -842,12 +843,12 @@ fn a_basic_auth_upstream_is_pulled_with_its_credentials() {
         &[
             Mirror {
                 prefix: PREFIX,
-                upstream: up.addr,
+                upstream: http(up.addr),
                 keys: &["username: alice", "password: alice-pw"],
             },
             Mirror {
                 prefix: "wrong",
-                upstream: up.addr,
+                upstream: http(up.addr),
                 keys: &["username: alice", "password: not-it"],
             },
         ],
@@ -887,7 +888,7 @@ fn a_token_upstream_is_pulled_with_a_reused_token() {
         "",
         &[Mirror {
             prefix: PREFIX,
-            upstream: up.addr,
+            upstream: http(up.addr),
             keys: &["username: alice", "password: alice-pw"],
         }],
         "",
@@ -902,6 +903,45 @@ fn a_token_upstream_is_pulled_with_a_reused_token() {
         "{issued} tokens for {served} upstream requests:\n{}",
         up.log_text()
     );
+}
+
+/// An upstream over HTTPS is verified against the system's trust store
+/// (here `SSL_CERT_FILE`, which stands for it): with the upstream's CA
+/// trusted the pull works; without, nothing is fetched.
+#[test]
+fn an_https_upstream_is_verified() {
+    let updir = TempDir::new("mirror-up");
+    let img = {
+        let plain = fs_server(&updir.0);
+        pushed(&Target::anonymous(plain.addr), "team/app", "1", 31, 4096).2
+    };
+    let pki = Pki::new(&updir.0.join("pki"));
+    let cert = pki.server("upstream", KeyType::EcdsaP256, &["127.0.0.1"]);
+    let up = fs_server_with(&updir.0, &http_tls_yaml(&cert, &[]));
+    let mirrors = [Mirror {
+        prefix: PREFIX,
+        upstream: format!("https://127.0.0.1:{}", up.addr.port()),
+        keys: &[],
+    }];
+    let ca = pki.ca_pem().to_str().unwrap();
+    let trusting = start_mirror_env("", &mirrors, "", &[("SSL_CERT_FILE", ca)]);
+    pulls_completely(&trusting, "docker.io/team/app", "1", &img.digest);
+    let other = start_mirror("", &mirrors, "");
+    let r = get_manifest(&other, "docker.io/team/app", "1");
+    assert!(
+        r.status >= 500,
+        "an upstream whose certificate is not trusted: {} {}",
+        r.status,
+        r.text()
+    );
+    let r = other
+        .req(
+            "GET",
+            &format!("/v2/docker.io/team/app/blobs/{}", img.layer),
+        )
+        .send();
+    assert!(r.status >= 500, "blob: {} {}", r.status, r.text());
+    other.expect_log("invalid peer certificate");
 }
 
 /// Docker Hub answers blob GETs with a redirect to a CDN, another host:
@@ -965,7 +1005,7 @@ http {{
         "",
         &[Mirror {
             prefix: PREFIX,
-            upstream: addrs[0],
+            upstream: http(addrs[0]),
             keys: &["username: alice", "password: alice-pw"],
         }],
         "",
@@ -1006,7 +1046,7 @@ fn access_rules_apply_to_the_cached_name() {
         ),
         &[Mirror {
             prefix: PREFIX,
-            upstream: up.addr,
+            upstream: http(up.addr),
             keys: &["unprefixed: true"],
         }],
         "  access:\n    rules:\n      - {repositories: [\"docker.io/*\"], users: [alice], allow: [pull]}\n      - {repositories: [\"local/*\"], users: [bob], allow: [pull, push]}\n",
@@ -1072,7 +1112,7 @@ fn anonymous_pulls_of_the_cache_on_a_registry_with_logins() {
         ),
         &[Mirror {
             prefix: PREFIX,
-            upstream: up.addr,
+            upstream: http(up.addr),
             keys: &["unprefixed: true"],
         }],
         "  access:\n    rules:\n      - {repositories: [\"docker.io/*\"], anonymous: true, allow: [pull]}\n      - {repositories: [\"*\"], users: [admin], allow: [pull, push]}\n",
@@ -1129,7 +1169,7 @@ fn a_layer_shared_by_cached_repositories_is_fetched_once() {
         "",
         &[Mirror {
             prefix: PREFIX,
-            upstream: up.addr,
+            upstream: http(up.addr),
             keys: &[],
         }],
         "",
@@ -1181,7 +1221,7 @@ fn cached_repositories_do_not_serve_blobs_the_upstream_lacks_there() {
         ),
         &[Mirror {
             prefix: PREFIX,
-            upstream: up.addr,
+            upstream: http(up.addr),
             keys: &[],
         }],
         "  access:\n    rules:\n      - {repositories: [\"docker.io/*\"], users: [\"*\"], allow: [pull]}\n      - {repositories: [\"*\"], users: [admin], allow: [pull, push]}\n",
@@ -1243,7 +1283,7 @@ fn pushes_to_mirrored_repositories_are_unsupported() {
         "",
         &[Mirror {
             prefix: PREFIX,
-            upstream: up.addr,
+            upstream: http(up.addr),
             keys: &[],
         }],
         "",
@@ -1330,7 +1370,7 @@ fn expired_cached_repositories_are_removed() {
         "",
         &[Mirror {
             prefix: PREFIX,
-            upstream: up.addr,
+            upstream: http(up.addr),
             keys: &[],
         }],
         "  mirrorcache:\n    expiry: 2s\n",
@@ -1367,7 +1407,7 @@ fn the_size_cap_evicts_the_least_recently_pulled() {
         "",
         &[Mirror {
             prefix: PREFIX,
-            upstream: up.addr,
+            upstream: http(up.addr),
             keys: &[],
         }],
         "  mirrorcache:\n    expiry: 40s\n    maxsize: 1600KiB\n",
@@ -1410,7 +1450,7 @@ fn fsck_accepts_cached_manifests_whose_blobs_were_never_pulled() {
         "",
         &[Mirror {
             prefix: PREFIX,
-            upstream: up.addr,
+            upstream: http(up.addr),
             keys: &[],
         }],
         "",
@@ -1443,12 +1483,12 @@ fn conformance_passes_on_a_registry_with_mirrors() {
         &[
             Mirror {
                 prefix: PREFIX,
-                upstream: up.addr,
+                upstream: http(up.addr),
                 keys: &["unprefixed: true"],
             },
             Mirror {
                 prefix: "ghcr.io",
-                upstream: up.addr,
+                upstream: http(up.addr),
                 keys: &[],
             },
         ],

@@ -17,14 +17,20 @@ pub const DEBUG: &str = "  debug:\n    addr: 127.0.0.1:0\n    prometheus:\n     
 /// keys (`ttl: 5s`, `unprefixed: true`, credentials).
 pub struct Mirror<'a> {
     pub prefix: &'a str,
-    pub upstream: SocketAddr,
+    /// The upstream's URL, `http(addr)` for a plain one.
+    pub upstream: String,
     pub keys: &'a [&'a str],
+}
+
+/// The URL of a plain HTTP registry on `addr`.
+pub fn http(addr: SocketAddr) -> String {
+    format!("http://{addr}")
 }
 
 impl Mirror<'_> {
     pub fn yaml(&self) -> String {
         let mut y = format!(
-            "    - prefix: {}\n      remoteurl: http://{}\n",
+            "    - prefix: {}\n      remoteurl: {}\n",
             self.prefix, self.upstream
         );
         for k in self.keys {
@@ -37,10 +43,16 @@ impl Mirror<'_> {
 /// Our server with `mirrors`, metrics on, `top` YAML (such as `auth:`) and
 /// `ours` further keys under `privateregistry:`.
 pub fn start_mirror(top: &str, mirrors: &[Mirror], ours: &str) -> Server {
+    start_mirror_env(top, mirrors, ours, &[])
+}
+
+/// [`start_mirror`] with `env` on top (such as `SSL_CERT_FILE`).
+pub fn start_mirror_env(top: &str, mirrors: &[Mirror], ours: &str, env: &[(&str, &str)]) -> Server {
     let entries: String = mirrors.iter().map(Mirror::yaml).collect();
-    Server::start_with(&format!(
-        "{DEBUG}{top}privateregistry:\n  mirrors:\n{entries}{ours}"
-    ))
+    Server::start_with_env(
+        &format!("{DEBUG}{top}privateregistry:\n  mirrors:\n{entries}{ours}"),
+        env,
+    )
 }
 
 /// The sum of the samples of `name` whose labels include every `labels` pair.
