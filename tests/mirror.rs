@@ -140,6 +140,30 @@ fn docker_pulls_anonymously_through_a_cache_on_a_registry_with_logins() {
     assert_eq!(dk.inspect("app:2")["Id"], img.config.as_str());
 }
 
+/// registry:2's pull-through cache setup, distribution's `proxy:` section
+/// as it is: the whole registry caches one upstream, and Docker uses it as
+/// its registry mirror.
+#[test]
+fn docker_pulls_through_a_proxy_mode_registry() {
+    if lacks_tools("docker_pulls_through_a_proxy_mode_registry", &["dockerd"]) {
+        return;
+    }
+    let _one = ONE_DOCKERD.lock().unwrap_or_else(|e| e.into_inner());
+    let updir = TempDir::new("mirror-up");
+    let up = fs_server(&updir.0);
+    let (_work, _layout, img) =
+        pushed(&Target::anonymous(up.addr), "library/app", "3", 32, 1 << 20);
+    let s = Server::start_with(&format!("{DEBUG}proxy:\n  remoteurl: http://{}\n", up.addr));
+    let dk = Dockerd::start_with_config(&format!(
+        r#"{{"registry-mirrors":["http://{a}"],"insecure-registries":["{a}"]}}"#,
+        a = s.addr
+    ));
+    dk.docker(&["pull", "app:3"]);
+    assert_eq!(dk.inspect("app:3")["Id"], img.config.as_str());
+    assert!(misses(&s, "", "blob") >= 2.0);
+    assert_eq!(tags_of(&s, "library/app"), ["3"]);
+}
+
 /// skopeo copies `OURS/docker.io/team/app:1` to a directory twice: the
 /// first fills the cache from our own server as the upstream, the second
 /// is served from it.
