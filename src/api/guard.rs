@@ -22,6 +22,10 @@ pub async fn identify(api: &Api, req: &Parts, ip: IpAddr) -> Result<Caller, ApiE
     if req.extensions.get::<super::Unauthenticated>().is_some() {
         return Ok(Caller::Open);
     }
+    if req.extensions.get::<super::AnonymousOnly>().is_some() {
+        // Credentials are not asked for here, nor read.
+        return Ok(Caller::Anonymous);
+    }
     let header = super::header(req, "authorization");
     match auth.authenticate(header, ip).await {
         Ok(Caller::Anonymous) if !auth.policy.anonymous_access() => Err(challenge(api)),
@@ -64,9 +68,13 @@ pub fn authorize(
     caller: &Caller,
     route: &Route,
     method: &Method,
+    anonymous_listener: bool,
 ) -> Result<(), ApiError> {
     let allowed = match action(route, method) {
         Some((a, repo)) => may(api, caller, a, repo.as_str()),
+        // On an anonymous listener nobody logs in: the base endpoint says
+        // only that this is a registry.
+        None if matches!(route, Route::Base) && anonymous_listener => true,
         // The base endpoint answers "you are logged in", and the CA is for
         // clients with an account; an anonymous caller is neither.
         None if matches!(route, Route::Base | Route::CaCertificate) => *caller != Caller::Anonymous,

@@ -103,6 +103,10 @@ pub struct Tls;
 #[derive(Clone, Copy)]
 pub struct Unauthenticated;
 
+/// Marks a request from a listener configured with `anonymous: true`.
+#[derive(Clone, Copy)]
+pub struct AnonymousOnly;
+
 pub struct Api {
     pub registry: Arc<Registry>,
     pub settings: Settings,
@@ -240,7 +244,8 @@ async fn dispatch(
     })?;
     let route = mirrored::canonical(api, req, route).await?;
     let m = &req.method;
-    guard::authorize(api, caller, &route, m)?;
+    let anonymous_listener = req.extensions.get::<AnonymousOnly>().is_some();
+    guard::authorize(api, caller, &route, m, anonymous_listener)?;
     mirrored::refuse_writes(api, &route, m)?;
     let may_pull = |repo: &str| guard::may(api, caller, Action::Pull, repo);
     match route {

@@ -22,6 +22,12 @@ pub struct ListenerConfig {
     /// were configured: for a loopback listener the host itself uses.
     #[serde(default = "yes")]
     pub auth: bool,
+    /// Nobody logs in here: every request is anonymous, admitted only by
+    /// the access rules' `anonymous` entries, and `/v2/` answers without a
+    /// challenge. For clients that cannot log in, as Docker's engine cannot
+    /// to a `registry-mirrors` entry.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub anonymous: bool,
 }
 
 fn yes() -> bool {
@@ -36,6 +42,8 @@ pub struct Listener {
     pub tls: bool,
     /// Whether requests on it must authenticate (when `auth` is configured).
     pub auth: bool,
+    /// Whether every request on it is anonymous (see [`ListenerConfig::anonymous`]).
+    pub anonymous: bool,
     /// The key that configured it, for messages.
     pub key: String,
 }
@@ -108,6 +116,12 @@ impl Limits {
 /// The `i`th entry of `privateregistry.listeners`, its address parsed.
 fn resolve((i, l): (usize, &ListenerConfig)) -> Result<Listener, ConfigError> {
     let key = format!("privateregistry.listeners[{i}]");
+    if l.anonymous && !l.auth {
+        return Err(invalid(
+            &format!("{key}.anonymous"),
+            "set together with auth: false: an anonymous listener applies the access rules' anonymous entries, auth: false none at all; keep one",
+        ));
+    }
     Ok(Listener {
         name: if l.name.is_empty() {
             format!("listener{i}")
@@ -117,6 +131,7 @@ fn resolve((i, l): (usize, &ListenerConfig)) -> Result<Listener, ConfigError> {
         addr: parse_addr(&format!("{key}.addr"), &l.addr)?,
         tls: l.tls,
         auth: l.auth,
+        anonymous: l.anonymous,
         key,
     })
 }
@@ -149,6 +164,7 @@ impl Config {
                     addr,
                     tls: self.http.tls.is_some(),
                     auth: true,
+                    anonymous: false,
                     key: "http.addr".into(),
                 }),
             ]
@@ -168,6 +184,12 @@ impl Config {
     }
 
     fn check_listener(&self, l: &Listener) -> Result<(), ConfigError> {
+        if l.anonymous && self.auth.is_none() {
+            return Err(invalid(
+                &format!("{}.anonymous", l.key),
+                "needs an auth section: without one every request is admitted anyway",
+            ));
+        }
         if l.tls && self.http.tls.is_none() {
             return Err(invalid(
                 &format!("{}.tls", l.key),

@@ -173,6 +173,27 @@ fn network_listeners_need_tls_and_auth() {
         e.starts_with("privateregistry.listeners[0]:") && e.contains("without authentication"),
         "{e}"
     );
+    let auth =
+        "auth:\n  htpasswd: {realm: r, path: /h}\nhttp:\n  tls: {certificate: /c, key: /k}\n";
+    let anonymous = format!(
+        "version: 0.1\n{auth}privateregistry:\n  listeners:\n    - {{addr: ':5443', tls: true, anonymous: true}}\n"
+    );
+    assert!(
+        parse(&anonymous).is_ok(),
+        "an anonymous TLS listener is the operator's explicit choice"
+    );
+    let contradiction = anonymous.replace("anonymous: true", "anonymous: true, auth: false");
+    let e = parse(&contradiction).err().unwrap().to_string();
+    assert!(
+        e.starts_with("privateregistry.listeners[0].anonymous:"),
+        "{e}"
+    );
+    let no_auth = "version: 0.1\nprivateregistry:\n  listeners:\n    - {addr: '127.0.0.1:5000', anonymous: true}\n";
+    let e = parse(no_auth).err().unwrap().to_string();
+    assert!(
+        e.starts_with("privateregistry.listeners[0].anonymous:"),
+        "{e}"
+    );
     let tls_without_cert =
         "version: 0.1\nprivateregistry:\n  listeners:\n    - {addr: '127.0.0.1:5000', tls: true}\n";
     let e = parse(tls_without_cert).err().unwrap().to_string();

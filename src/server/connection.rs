@@ -73,6 +73,7 @@ pub async fn serve(shared: Arc<Shared>, c: Accepted) {
         peer,
         tls,
         open,
+        anonymous,
         slot,
     } = c;
     // The header timeout runs from the accept to the first request's head:
@@ -89,6 +90,7 @@ pub async fn serve(shared: Arc<Shared>, c: Accepted) {
         slot: &slot,
         peer,
         open,
+        anonymous,
         first_request,
     };
     if !tls {
@@ -130,6 +132,7 @@ struct Conn<'a> {
     peer: std::net::SocketAddr,
     /// Served without authentication.
     open: bool,
+    anonymous: bool,
     /// When the first request's head must have arrived.
     first_request: tokio::time::Instant,
 }
@@ -163,6 +166,7 @@ impl Conn<'_> {
         let current = self.shared.current.clone();
         let requests = self.shared.requests.clone();
         let (tls, open, peer, handle) = (IO::SECURE, self.open, self.peer, self.slot.handle());
+        let anonymous = self.anonymous;
         let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             let busy = handle.busy();
             requests.fetch_add(1, Ordering::Relaxed);
@@ -171,6 +175,9 @@ impl Conn<'_> {
             }
             if open {
                 req.extensions_mut().insert(api::Unauthenticated);
+            }
+            if anonymous {
+                req.extensions_mut().insert(api::AnonymousOnly);
             }
             let h1 = req.version() <= hyper::Version::HTTP_11;
             let response = api::handle(current.get().api.clone(), req, peer);

@@ -32,6 +32,8 @@ pub struct Accepted {
     pub tls: bool,
     /// Served without authentication (`auth: false` on a loopback listener).
     pub open: bool,
+    /// Every request anonymous (`anonymous: true`).
+    pub anonymous: bool,
     pub slot: Slot,
 }
 
@@ -102,6 +104,7 @@ pub async fn accept_loop(
             peer,
             tls: config.tls,
             open: !config.auth,
+            anonymous: config.anonymous,
             slot,
         };
         if out.send(accepted).await.is_err() {
