@@ -107,7 +107,9 @@ fn docker_pulls_through_registry_mirrors_cold_then_warm() {
 
 /// The usual site: a registry that wants a login, its Docker Hub cache open
 /// to anonymous pulls, and engines that know it only as a registry mirror
-/// (which they send no credentials).
+/// (which they never log in to): they use a listener with `anonymous:
+/// true`, where `/v2/` does not challenge; the other listener still asks
+/// for a login, and local repositories stay closed to anonymous pulls.
 #[test]
 fn docker_pulls_anonymously_through_a_cache_on_a_registry_with_logins() {
     if lacks_tools("docker_pulls_anonymously_through_a_cache", &["dockerd"]) {
@@ -120,7 +122,7 @@ fn docker_pulls_anonymously_through_a_cache_on_a_registry_with_logins() {
         pushed(&Target::anonymous(up.addr), "library/app", "2", 28, 1 << 20);
     let htpasswd = updir.0.join("htpasswd");
     write_htpasswd(&htpasswd, &[("admin", "admin-pw")]);
-    let s = start_mirror(
+    let mut s = start_mirror(
         &format!(
             "auth:\n  htpasswd:\n    realm: mirror\n    path: {}\n",
             htpasswd.display()
@@ -130,11 +132,24 @@ fn docker_pulls_anonymously_through_a_cache_on_a_registry_with_logins() {
             upstream: http(up.addr),
             keys: &["unprefixed: true"],
         }],
-        "  access:\n    rules:\n      - {repositories: [\"docker.io/*\"], anonymous: true, allow: [pull]}\n      - {repositories: [\"*\"], users: [admin], allow: [pull, push]}\n",
+        "  listeners:\n    - {name: main, addr: '127.0.0.1:0'}\n    - {name: mirrors, addr: '127.0.0.1:0', anonymous: true}\n  access:\n    rules:\n      - {repositories: [\"docker.io/*\"], anonymous: true, allow: [pull]}\n      - {repositories: [\"*\"], users: [admin], allow: [pull, push]}\n",
+    );
+    let (main, open) = (s.listeners[0].0, s.listeners[1].0);
+    s.expect_log(&format!(
+        "serving on {open} (plain) for listener \"mirrors\""
+    ));
+    assert_eq!(req_to(main, "GET", "/v2/").send().status, 401);
+    assert_eq!(req_to(open, "GET", "/v2/").send().status, 200);
+    s.credentials = Some(("admin".into(), "admin-pw".into()));
+    push_image(&s, "local/app", "1", "local");
+    let r = req_to(open, "GET", "/v2/local/app/manifests/1").send();
+    assert!(
+        matches!(r.status, 401 | 403),
+        "anonymous pull of a local repository: {}",
+        r.status
     );
     let dk = Dockerd::start_with_config(&format!(
-        r#"{{"registry-mirrors":["http://{a}"],"insecure-registries":["{a}"]}}"#,
-        a = s.addr
+        r#"{{"registry-mirrors":["http://{open}"],"insecure-registries":["{open}"]}}"#
     ));
     dk.docker(&["pull", "app:2"]);
     assert_eq!(dk.inspect("app:2")["Id"], img.config.as_str());
