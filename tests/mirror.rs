@@ -1065,6 +1065,43 @@ http {{
     );
 }
 
+/// A token is not used past its `expires_in` (its `exp` is later, so the
+/// upstream would take it): after that, the mirror asks for a new one.
+#[test]
+fn a_token_is_renewed_after_its_expires_in() {
+    if lacks_tools("a_token_is_renewed", &["docker-registry", "openssl"]) {
+        return;
+    }
+    let issuer = TokenIssuer::start_telling("alice", "alice-pw", 3);
+    let updir = TempDir::new("mirror-up");
+    let up = Distribution::start_with(&updir.0.join("data"), &issuer.registry_auth_yaml());
+    let push = issuer.token(
+        "tester",
+        &[Grant::parse("repository:team/app:pull,push").unwrap()],
+    );
+    let target = Target::with(up.addr, format!("Bearer {push}"));
+    let (_w1, _l1, one) = pushed(&target, "team/app", "1", 33, 1024);
+    let (_w2, _l2, two) = pushed(&target, "team/app", "2", 34, 1024);
+    let s = start_mirror(
+        "",
+        &[Mirror {
+            prefix: PREFIX,
+            upstream: http(up.addr),
+            keys: &["username: alice", "password: alice-pw"],
+        }],
+        "",
+    );
+    pulls_completely(&s, "docker.io/team/app", "1", &one.digest);
+    let first = issuer.issued();
+    assert!(first >= 1);
+    std::thread::sleep(Duration::from_secs(4));
+    pulls_completely(&s, "docker.io/team/app", "2", &two.digest);
+    assert!(
+        issuer.issued() > first,
+        "a token used past its expires_in ({first} issued in all)"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Access rules, pushes, expiry, conformance.
 // ---------------------------------------------------------------------------

@@ -22,7 +22,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// What the registry's `auth.token` section must name.
 pub const SERVICE: &str = "mirror-test-upstream";
 pub const ISSUER: &str = "mirror-test-issuer";
-/// Seconds a token is valid, as `expires_in` tells the client.
+/// Seconds a token is valid (its `exp`), and by default what `expires_in`
+/// tells the client.
 pub const LIFETIME: u64 = 300;
 
 /// One `access` entry of a token: a resource and the actions granted on it.
@@ -63,6 +64,12 @@ pub struct TokenIssuer {
 impl TokenIssuer {
     /// Starts an issuer that accepts `user`/`password` only.
     pub fn start(user: &str, password: &str) -> TokenIssuer {
+        Self::start_telling(user, password, LIFETIME)
+    }
+
+    /// An issuer whose answers say `expires_in` seconds (its tokens stay
+    /// valid for [`LIFETIME`]), to see when a client asks again.
+    pub fn start_telling(user: &str, password: &str, expires_in: u64) -> TokenIssuer {
         let dir = TempDir::new("token");
         let keys = Arc::new(make_keys(&dir.0));
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -78,7 +85,7 @@ impl TokenIssuer {
                 }
                 let Ok(conn) = conn else { continue };
                 let (k, n, login) = (k.clone(), n.clone(), login.clone());
-                std::thread::spawn(move || answer(conn, &k, &n, &login));
+                std::thread::spawn(move || answer(conn, &k, &n, &login, expires_in));
             }
         });
         TokenIssuer {
@@ -206,7 +213,7 @@ fn sign(keys: &Keys, subject: &str, grants: &[Grant]) -> String {
 
 /// Serves one request on `conn`: 401 without the right Basic credentials,
 /// else a token granting every scope asked for.
-fn answer(conn: TcpStream, keys: &Keys, issued: &AtomicUsize, login: &str) {
+fn answer(conn: TcpStream, keys: &Keys, issued: &AtomicUsize, login: &str, expires_in: u64) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut line = String::new();
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -239,7 +246,7 @@ fn answer(conn: TcpStream, keys: &Keys, issued: &AtomicUsize, login: &str) {
         issued.fetch_add(1, Ordering::SeqCst);
         (
             "200 OK",
-            serde_json::json!({"token": token, "access_token": token, "expires_in": LIFETIME})
+            serde_json::json!({"token": token, "access_token": token, "expires_in": expires_in})
                 .to_string(),
         )
     };
