@@ -233,9 +233,17 @@ fn skopeo_copies_a_prefixed_name_cold_then_warm() {
         fetched >= (img.manifest.len() + (2 << 20)) as f64,
         "{fetched} bytes from upstream"
     );
-    let blob_hits = hits(&s, PREFIX, "blob");
+    assert!(
+        misses(&s, PREFIX, "manifest") >= 1.0,
+        "the cold copy's manifest"
+    );
+    let (blob_hits, manifest_hits) = (hits(&s, PREFIX, "blob"), hits(&s, PREFIX, "manifest"));
     copy(2);
     assert!(hits(&s, PREFIX, "blob") >= blob_hits + 2.0, "warm copy");
+    assert!(
+        hits(&s, PREFIX, "manifest") > manifest_hits,
+        "warm copy's manifest"
+    );
     assert_eq!(bytes(), fetched, "the warm copy fetched bytes");
     assert_eq!(
         requests(&log(), "GET", &layer),
