@@ -1457,7 +1457,7 @@ fn expired_cached_repositories_are_removed() {
             upstream: http(up.addr),
             keys: &[],
         }],
-        "  mirrorcache:\n    expiry: 2s\n",
+        "  mirrorcache:\n    expiry: 4s\n",
     );
     push_image(&s, "local/app", "1", "stays");
     for round in 1..=2 {
