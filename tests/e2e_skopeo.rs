@@ -265,14 +265,13 @@ fn copy_all_multi_arch_index_and_back() {
     let mut layout = Layout::new(src.clone());
     let amd = layout.image(&work.0, "amd64", 11, 1 << 20);
     let arm = layout.image(&work.0, "arm64", 12, 700_000);
-    let index = format!(
-        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{}","size":{},"platform":{{"architecture":"amd64","os":"linux"}}}},{{"mediaType":"{OCI_MANIFEST}","digest":"{}","size":{},"platform":{{"architecture":"arm64","os":"linux","variant":"v8"}}}}]}}"#,
-        amd.digest,
-        amd.manifest.len(),
-        arm.digest,
-        arm.manifest.len()
-    )
-    .into_bytes();
+    let index = index(&[
+        (&amd, r#"{"architecture":"amd64","os":"linux"}"#),
+        (
+            &arm,
+            r#"{"architecture":"arm64","os":"linux","variant":"v8"}"#,
+        ),
+    ]);
     let index_d = layout.blob(index.clone());
     layout.reference(OCI_INDEX, &index_d, "multi");
     let host = s.addr.to_string();

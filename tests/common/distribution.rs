@@ -25,6 +25,13 @@ pub struct Distribution {
 
 impl Distribution {
     pub fn start(root: &Path) -> Distribution {
+        Self::start_with(root, "")
+    }
+
+    /// [`Distribution::start`] with `extra` top-level YAML, such as an
+    /// `auth:` section (a registry that then wants credentials: it is up
+    /// once `/v2/` answers 200 or 401).
+    pub fn start_with(root: &Path, extra: &str) -> Distribution {
         let dir = TempDir::new("dist");
         let log = dir.0.join("registry.log");
         for _attempt in 0..5 {
@@ -33,7 +40,7 @@ impl Distribution {
             std::fs::write(
                 &config,
                 format!(
-                    "version: 0.1\nlog:\n  level: info\nstorage:\n{}  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: {SECRET}\n",
+                    "version: 0.1\nlog:\n  level: info\nstorage:\n{}  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: {SECRET}\n{extra}",
                     storage_yaml(root)
                 ),
             )
@@ -56,7 +63,7 @@ impl Distribution {
             let mut proc = ProcGuard(Some(child));
             let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
             let up = wait_for(20, || {
-                probe(addr, "/v2/") == Some(200) || proc.exited().is_some()
+                matches!(probe(addr, "/v2/"), Some(200 | 401)) || proc.exited().is_some()
             });
             if up && proc.exited().is_none() {
                 return Distribution {

@@ -63,6 +63,13 @@ pub struct Dockerd {
 
 impl Dockerd {
     pub fn start() -> Dockerd {
+        // An empty daemon config, so /etc/docker/daemon.json cannot interfere.
+        Self::start_with_config("{}")
+    }
+
+    /// Starts an engine whose `daemon.json` is `daemon_json` (such as
+    /// `registry-mirrors`).
+    pub fn start_with_config(daemon_json: &str) -> Dockerd {
         let dir = TempDir::new("dk");
         let p = |n: &str| dir.0.join(n);
         let sock = p("s");
@@ -72,8 +79,7 @@ impl Dockerd {
             sock.display()
         );
         std::fs::create_dir_all(p("cfg")).unwrap();
-        // An empty daemon config, so /etc/docker/daemon.json cannot interfere.
-        std::fs::write(p("daemon.json"), "{}").unwrap();
+        std::fs::write(p("daemon.json"), daemon_json).unwrap();
         let log = std::fs::File::create(p("dockerd.log")).unwrap();
         let mut cmd = Command::new(dockerd_bin());
         let child = private_dockerd_args(&mut cmd, &dir.0)

@@ -4,17 +4,21 @@
 #![allow(dead_code)]
 
 pub mod conformance;
+pub mod containerd;
 pub mod distribution;
 pub mod docker;
 pub mod front;
 pub mod images;
 pub mod metrics;
+pub mod mirror;
 pub mod nodes;
 pub mod oci;
 pub mod s3;
 pub mod store;
 pub mod tls;
+pub mod token;
 pub mod ui;
+pub mod upstream;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

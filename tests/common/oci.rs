@@ -138,6 +138,26 @@ impl Layout {
     }
 }
 
+/// An OCI index of `images`, each with its platform (a JSON object such
+/// as `{"architecture":"amd64","os":"linux"}`).
+pub fn index(images: &[(&Image, &str)]) -> Vec<u8> {
+    let entries: Vec<String> = images
+        .iter()
+        .map(|(img, platform)| {
+            format!(
+                r#"{{"mediaType":"{OCI_MANIFEST}","digest":"{}","size":{},"platform":{platform}}}"#,
+                img.digest,
+                img.manifest.len()
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{}]}}"#,
+        entries.join(",")
+    )
+    .into_bytes()
+}
+
 /// A tar of `dir`'s contents that depends only on them: sorted, root-owned,
 /// timestamps at the epoch, so the same files always give the same digest.
 pub fn reproducible_tar(dir: &Path) -> Vec<u8> {
