@@ -172,7 +172,7 @@ impl Mirrors {
                     if let Some(last) = last {
                         let _ = to_client.send(Ok(last)).await;
                     }
-                    me.note_pulled(&repo).await;
+                    me.stored(&repo).await;
                 }
                 (Err(e), _) | (_, Err(e)) => {
                     log::warn!(

@@ -168,6 +168,7 @@ impl Mirrors {
             );
         }
         let out = stored?;
+        self.stored(c.repo).await;
         Ok(StoredManifest {
             media_type: crate::manifest::stored_media_type(&bytes),
             digest: out.digest,

@@ -152,6 +152,14 @@ impl Mirrors {
         }
     }
 
+    /// Records a pull right after a fetch stored something, whatever was
+    /// written before: an eviction meanwhile may have removed the record.
+    async fn stored(&self, repo: &RepoName) {
+        if let Err(e) = self.registry.note_pulled(repo).await {
+            log::warn!("mirror: cannot record a pull of {repo}: {e}");
+        }
+    }
+
     /// Whether this node wrote `repo`'s record within [`PULLED_EVERY`];
     /// if not, it is taken as written now.
     fn noted_recently(&self, repo: &RepoName) -> bool {

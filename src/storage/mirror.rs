@@ -73,13 +73,15 @@ impl Registry {
     }
 
     /// Drops a cached repository and its records; garbage collection then
-    /// reclaims the blobs nothing else references.
+    /// reclaims the blobs nothing else references. The records go first: a
+    /// fetch meanwhile writes its record after storing (`crate::mirror`),
+    /// so what it stores is never left without one.
     pub async fn evict_cached(&self, repo: &RepoName) -> Result<()> {
+        self.remove(format!("{}/{repo}", paths::mirror_records()))
+            .await?;
         if self.is_repository(repo).await? {
             self.delete_repository(repo).await?;
         }
-        self.remove(format!("{}/{repo}", paths::mirror_records()))
-            .await?;
         Ok(())
     }
 }
