@@ -187,9 +187,7 @@ fn skopeo_copies_a_prefixed_name_cold_then_warm() {
     if lacks_tools("skopeo_copies_a_prefixed_name", &["skopeo"]) {
         return;
     }
-    let updir = TempDir::new("mirror-up");
-    let up = fs_server(&updir.0);
-    let (work, _layout, img) = pushed(&Target::anonymous(up.addr), "team/app", "1", 2, 2 << 20);
+    let (_updir, up, (work, _layout, img)) = app_upstream(2, 2 << 20);
     let s = start_mirror(
         "",
         &[Mirror {
@@ -435,9 +433,7 @@ fn containerd_pulls_through_a_hosts_toml_mirror() {
 /// never cached is an error.
 #[test]
 fn a_stopped_upstream_leaves_cached_content_served() {
-    let updir = TempDir::new("mirror-up");
-    let up = fs_server(&updir.0);
-    let (_work, layout, img) = pushed(&Target::anonymous(up.addr), "team/app", "1", 4, 64 << 10);
+    let (_updir, up, (_work, layout, img)) = app_upstream(4, 64 << 10);
     let s = start_mirror(
         "",
         &[Mirror {
@@ -515,9 +511,7 @@ fn an_upstream_answering_503_or_429_leaves_cached_tags_served() {
     if lacks_tools("an_upstream_answering_503_or_429", &["nginx"]) {
         return;
     }
-    let updir = TempDir::new("mirror-up");
-    let up = fs_server(&updir.0);
-    let (_work, _layout, img) = pushed(&Target::anonymous(up.addr), "team/app", "1", 23, 4096);
+    let (updir, up, (_work, _layout, img)) = app_upstream(23, 4096);
     let flags = updir.0.join("flags");
     std::fs::create_dir_all(&flags).unwrap();
     let port = free_port();
@@ -635,9 +629,7 @@ fn a_client_leaving_mid_blob_does_not_stop_the_fetch() {
     if lacks_tools("a_client_leaving_mid_blob", &["nginx", "curl"]) {
         return;
     }
-    let updir = TempDir::new("mirror-up");
-    let up = fs_server(&updir.0);
-    let (work, _layout, img) = pushed(&Target::anonymous(up.addr), "team/app", "1", 26, 3 << 20);
+    let (_updir, up, (work, _layout, img)) = app_upstream(26, 3 << 20);
     let port = free_port();
     let config = format!(
         "events {{}}\nhttp {{\n  access_log access.log;\n  client_body_temp_path body;\n  proxy_temp_path proxy;\n  server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      limit_rate 1m;\n      proxy_pass http://{};\n    }}\n  }}\n}}\n",
@@ -689,9 +681,7 @@ fn a_client_leaving_mid_blob_does_not_stop_the_fetch() {
 /// those bytes or the whole blob, and does not leave a part of it cached.
 #[test]
 fn a_range_request_for_an_uncached_blob() {
-    let updir = TempDir::new("mirror-up");
-    let up = fs_server(&updir.0);
-    let (_work, layout, img) = pushed(&Target::anonymous(up.addr), "team/app", "1", 30, 256 << 10);
+    let (_updir, up, (_work, layout, img)) = app_upstream(30, 256 << 10);
     let s = start_mirror(
         "",
         &[Mirror {
@@ -739,9 +729,7 @@ fn a_corrupt_upstream_blob_is_cut_short_and_not_cached() {
     if lacks_tools("a_corrupt_upstream_blob_is_cut_short", &["curl"]) {
         return;
     }
-    let updir = TempDir::new("mirror-up");
-    let up = fs_server(&updir.0);
-    let (work, layout, img) = pushed(&Target::anonymous(up.addr), "team/app", "1", 6, 4 << 20);
+    let (_updir, up, (work, layout, img)) = app_upstream(6, 4 << 20);
     let s = start_mirror(
         "",
         &[Mirror {
@@ -1118,9 +1106,7 @@ fn a_token_is_renewed_after_its_expires_in() {
 /// request named it; a denied request never reaches the upstream.
 #[test]
 fn access_rules_apply_to_the_cached_name() {
-    let updir = TempDir::new("mirror-up");
-    let up = fs_server(&updir.0);
-    let (_work, _layout, img) = pushed(&Target::anonymous(up.addr), "team/app", "1", 12, 1024);
+    let (updir, up, (_work, _layout, img)) = app_upstream(12, 1024);
     let htpasswd = updir.0.join("htpasswd");
     write_htpasswd(&htpasswd, &[("alice", "alice-pw"), ("bob", "bob-pw")]);
     let mut s = start_mirror(
@@ -1360,9 +1346,7 @@ fn cached_repositories_do_not_serve_blobs_the_upstream_lacks_there() {
 /// pushes; `proxy:` mode pulls every repository from its upstream.
 #[test]
 fn pushes_to_mirrored_repositories_are_unsupported() {
-    let updir = TempDir::new("mirror-up");
-    let up = fs_server(&updir.0);
-    let (_work, _layout, img) = pushed(&Target::anonymous(up.addr), "team/app", "1", 13, 1024);
+    let (_updir, up, (_work, _layout, img)) = app_upstream(13, 1024);
     let s = start_mirror(
         "",
         &[Mirror {
@@ -1447,9 +1431,7 @@ fn leaves_catalog(s: &Server, repo: &str) -> bool {
 /// again. With the upstream gone, an expired repository is not served.
 #[test]
 fn expired_cached_repositories_are_removed() {
-    let updir = TempDir::new("mirror-up");
-    let up = fs_server(&updir.0);
-    let (_work, _layout, img) = pushed(&Target::anonymous(up.addr), "team/app", "1", 14, 1024);
+    let (_updir, up, (_work, _layout, img)) = app_upstream(14, 1024);
     let s = start_mirror(
         "",
         &[Mirror {
@@ -1527,9 +1509,7 @@ fn the_size_cap_evicts_the_least_recently_pulled() {
 /// `fsck`: the cache fetches them when asked.
 #[test]
 fn fsck_accepts_cached_manifests_whose_blobs_were_never_pulled() {
-    let updir = TempDir::new("mirror-up");
-    let up = fs_server(&updir.0);
-    let (_work, _layout, img) = pushed(&Target::anonymous(up.addr), "team/app", "1", 21, 4096);
+    let (_updir, up, (_work, _layout, img)) = app_upstream(21, 4096);
     let s = start_mirror(
         "",
         &[Mirror {
@@ -1559,9 +1539,7 @@ fn fsck_accepts_cached_manifests_whose_blobs_were_never_pulled() {
 /// repositories behave as without them. The mirrors still serve afterwards.
 #[test]
 fn conformance_passes_on_a_registry_with_mirrors() {
-    let updir = TempDir::new("mirror-up");
-    let up = fs_server(&updir.0);
-    let (_work, _layout, img) = pushed(&Target::anonymous(up.addr), "team/app", "1", 15, 1024);
+    let (_updir, up, (_work, _layout, img)) = app_upstream(15, 1024);
     let s = start_mirror(
         "",
         &[

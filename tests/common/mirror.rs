@@ -99,6 +99,15 @@ pub fn upstream_requests(log: impl Fn() -> String, method: &str, path: &str, n: 
 
 /// A scratch directory, an image built in it and pushed as `repo:tag` to
 /// `target`.
+/// Our registry as an upstream on disk (in the returned directory), with an
+/// image `pushed` to `team/app:1`.
+pub fn app_upstream(seed: u64, big: usize) -> (TempDir, Server, (TempDir, Layout, Image)) {
+    let dir = TempDir::new("mirror-up");
+    let up = super::upstream::fs_server(&dir.0);
+    let img = pushed(&Target::anonymous(up.addr), "team/app", "1", seed, big);
+    (dir, up, img)
+}
+
 pub fn pushed(
     target: &Target,
     repo: &str,
