@@ -2,16 +2,18 @@
 //! exactly as distribution's filesystem driver lays them out so either program
 //! can serve the other's data. Blocking file I/O runs on tokio's blocking pool.
 
-mod direct;
+mod aligned;
+mod append;
 mod listings;
+mod pagecost;
 mod prefetch;
 mod uncached;
 
 use super::{
     BoxReader, ChunkStream, DriverError, DriverFuture, FileInfo, FileWriter, StorageDriver,
 };
+use append::Appender;
 use bytes::Bytes;
-use direct::DirectAppender;
 use listings::Listings;
 use prefetch::Prefetch;
 use std::fs::{self, File};
@@ -290,7 +292,7 @@ impl StorageDriver for FilesystemDriver {
                 if !full.exists() {
                     dirs.push(parent.to_path_buf());
                 }
-                Ok((DirectAppender::open(&full, append)?, dirs))
+                Ok((Appender::open(&full, append)?, dirs))
             })
             .await?;
             Ok(Box::new(FsWriter {
@@ -424,10 +426,10 @@ struct FsWriter {
 }
 
 enum WriterState {
-    Idle(DirectAppender),
+    Idle(Appender),
     Queued {
         tx: tokio::sync::mpsc::Sender<Vec<Bytes>>,
-        task: tokio::task::JoinHandle<io::Result<DirectAppender>>,
+        task: tokio::task::JoinHandle<io::Result<Appender>>,
     },
     Failed,
 }
@@ -437,13 +439,9 @@ const QUEUE_FROM: usize = 1 << 20;
 /// Batches queued for the writing thread.
 const WRITE_QUEUE: usize = 2;
 
-fn write_all(file: &mut DirectAppender, chunks: &[Bytes]) -> io::Result<()> {
-    chunks.iter().try_for_each(|c| file.write(c))
-}
-
 impl FsWriter {
     /// Waits for the writing thread to drain its queue and hands back the file.
-    async fn drain(&mut self) -> Result<DirectAppender, DriverError> {
+    async fn drain(&mut self) -> Result<Appender, DriverError> {
         match std::mem::replace(&mut self.state, WriterState::Failed) {
             WriterState::Idle(f) => Ok(f),
             WriterState::Queued { tx, task } => {
@@ -468,7 +466,7 @@ impl FileWriter for FsWriter {
             match std::mem::replace(&mut self.state, WriterState::Failed) {
                 WriterState::Idle(mut file) if len < QUEUE_FROM => {
                     let file = blocking(self.path.clone(), move || {
-                        write_all(&mut file, &chunks)?;
+                        file.write_batch(&chunks)?;
                         Ok(file)
                     })
                     .await?;
@@ -478,7 +476,7 @@ impl FileWriter for FsWriter {
                     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(WRITE_QUEUE);
                     let task = tokio::task::spawn_blocking(move || {
                         while let Some(chunks) = rx.blocking_recv() {
-                            write_all(&mut file, &chunks)?;
+                            file.write_batch(&chunks)?;
                         }
                         Ok(file)
                     });
