@@ -11,8 +11,8 @@
 //! into recycled pages, 1.3-1.4 direct). But a host that takes freed memory
 //! back (this VM: the balloon's free page reporting with DAMON reclaim)
 //! faults every new page in again: the same loop ran at 340-370 MB/s, each
-//! 1 MiB `pwrite` taking 2.3-3.5 ms instead of 0.2-0.3, as did touching
-//! fresh anonymous memory (2.6-3.2 s per GiB, huge pages or not). There,
+//! 1 MiB `pwrite` taking 2.3-3.5 ms instead of 0.2-0.3 (touching fresh
+//! anonymous memory there took 1.7-3.2 s per GiB, huge pages or not). There,
 //! uploads write directly, and buffered writes are tried again after a while.
 
 use std::sync::OnceLock;
