@@ -210,11 +210,22 @@ impl Registry {
 
     /// Moves a revision's directory to `aside`; false if it was gone.
     async fn move_revision(&self, repo: &RepoName, d: &Digest, aside: &str) -> Result<bool> {
-        let moved = self
-            .driver
-            .move_to(paths::revision_dir(repo, d), aside.to_string())
-            .await;
+        let (home, away) = self.revision_places(repo, d, aside);
+        let moved = self.driver.move_to(home, away).await;
         Ok(optional(moved)?.is_some())
+    }
+
+    /// Where a revision is moved from and to when set aside. Where a
+    /// directory move is a copy and a delete, only its link moves: the
+    /// directory's keys would be found by listing, and a bucket may list as
+    /// before a write or delete of a moment ago (Garage did, in the driver
+    /// suite), which would leave a revision aside that should be back.
+    fn revision_places(&self, repo: &RepoName, d: &Digest, aside: &str) -> (String, String) {
+        if self.driver.atomic_directory_moves() {
+            (paths::revision_dir(repo, d), aside.to_string())
+        } else {
+            (paths::revision_link(repo, d), format!("{aside}/link"))
+        }
     }
 
     /// [`Self::set_revision_aside`] where a move is a copy and a delete: the
@@ -238,11 +249,8 @@ impl Registry {
 
     /// Moves a revision set aside back; if it is back already, the copy aside goes.
     pub async fn put_revision_back(&self, repo: &RepoName, d: &Digest, aside: &str) -> Result<()> {
-        match self
-            .driver
-            .move_to(aside.to_string(), paths::revision_dir(repo, d))
-            .await
-        {
+        let (home, away) = self.revision_places(repo, d, aside);
+        match self.driver.move_to(away, home).await {
             Ok(()) | Err(DriverError::NotFound(_)) => Ok(()),
             Err(e) => {
                 if self.revision_modified(repo, d).await?.is_some() {
