@@ -208,7 +208,8 @@ impl Registry {
         Ok(Some((aside, info.map(|i| i.modified))))
     }
 
-    /// Moves a revision's directory to `aside`; false if it was gone.
+    /// Moves a revision to `aside` (see [`Self::revision_places`]); false if
+    /// it was gone.
     async fn move_revision(&self, repo: &RepoName, d: &Digest, aside: &str) -> Result<bool> {
         let (home, away) = self.revision_places(repo, d, aside);
         let moved = self.driver.move_to(home, away).await;

@@ -100,7 +100,7 @@ impl Appender {
         self.write_back()
     }
 
-    /// Appends `b` (tests and small writes).
+    /// Appends `b` as a batch of one, for tests.
     #[cfg(test)]
     pub fn write(&mut self, b: &[u8]) -> io::Result<()> {
         self.write_batch(&[Bytes::copy_from_slice(b)])
