@@ -56,6 +56,7 @@ macro_rules! driver_suite {
             move_takes_a_directory_whole,
             delete_removes_an_object_or_a_tree,
             discard_frees_the_name_at_once,
+            listings_agree_with_deletes_at_once,
             touch_refreshes_modified_and_creates_nothing,
             truncate_cuts_back_and_appends_continue,
             remove_empty_dir_keeps_content,
@@ -527,6 +528,30 @@ pub async fn discard_frees_the_name_at_once(d: Driver) {
     d.discard("up/1/data".into()).await.unwrap();
     assert_not_found(d.stat("up/1/data".into()).await, "discarded object");
     assert_not_found(d.discard("up/1/data".into()).await, "discarded again");
+}
+
+/// Listing right after a delete, many times: Garage lists a key just
+/// deleted after about one delete in thirty. A name written again right
+/// after its delete is listed.
+pub async fn listings_agree_with_deletes_at_once(d: Driver) {
+    put(&d, "gone/keep", "k").await;
+    for i in 0..100 {
+        let dir = format!("gone/{i}");
+        put(&d, &format!("{dir}/a"), "a").await;
+        put(&d, &format!("{dir}/sub/b"), "b").await;
+        d.delete(dir.clone()).await.unwrap();
+        assert_not_found(d.list(dir.clone()).await, "deleted tree");
+        assert_eq!(
+            sorted_list(&d, "gone").await,
+            ["keep"],
+            "after deleting {dir}"
+        );
+        if i % 10 == 0 {
+            put(&d, &format!("{dir}/a"), "again").await;
+            assert_eq!(sorted_list(&d, &dir).await, ["a"], "{dir} written again");
+            d.delete(dir).await.unwrap();
+        }
+    }
 }
 
 /// Long enough for a store that keeps whole seconds (S3's `Last-Modified`)

@@ -13,6 +13,7 @@ pub mod client;
 mod copy;
 #[cfg(test)]
 mod fixture;
+mod recent;
 
 use super::{BoxReader, DriverError, DriverFuture, FileInfo, FileWriter, StorageDriver};
 use appendable::{Found, MARK, SIZE, Writer};
@@ -49,6 +50,7 @@ pub struct S3Driver {
     storage_class: Option<Arc<str>>,
     encrypt: bool,
     kms_key: Option<Arc<str>>,
+    recent: Arc<recent::RecentDeletes>,
 }
 
 impl S3Driver {
@@ -64,6 +66,7 @@ impl S3Driver {
             storage_class: s.storage_class.as_deref().map(Into::into),
             encrypt: s.encrypt,
             kms_key: s.kms_key.as_deref().map(Into::into),
+            recent: Arc::default(),
         }
     }
 
@@ -160,7 +163,7 @@ impl S3Driver {
             out.extend(keys.map(|k| self.path_of(k).to_string()));
         })
         .await?;
-        Ok(out)
+        self.drop_deleted(out).await
     }
 
     /// Lists `prefix` (grouped by `delimiter`, if any), every page to `each`.
@@ -191,6 +194,8 @@ impl S3Driver {
         }
     }
 
+    /// Deletes `paths` in batches of 1,000, and remembers them for a while
+    /// ([`recent`]).
     async fn delete_keys(&self, paths: &[String]) -> Result<(), DriverError> {
         for batch in paths.chunks(1000) {
             let objects = batch
@@ -219,6 +224,7 @@ impl S3Driver {
                 ));
             }
         }
+        self.recent.deleted(paths);
         Ok(())
     }
 
@@ -260,18 +266,25 @@ impl S3Driver {
 
     async fn list_dir(&self, path: &str) -> Result<Vec<String>, DriverError> {
         let prefix = format!("{}/", self.key(path));
-        let mut names = vec![];
+        let (mut dirs, mut files) = (vec![], vec![]);
         self.each_page(&prefix, Some("/"), path, |page| {
-            let dirs = page.common_prefixes().iter().filter_map(|p| p.prefix());
-            let files = page.contents().iter().filter_map(|o| o.key());
-            for k in dirs.chain(files) {
-                let name = k[prefix.len()..].trim_end_matches('/');
-                if !name.is_empty() {
-                    names.push(name.to_string());
-                }
-            }
+            let listed = page.common_prefixes().iter().filter_map(|p| p.prefix());
+            dirs.extend(listed.map(|k| self.path_of(k).to_string()));
+            let listed = page.contents().iter().filter_map(|o| o.key());
+            files.extend(listed.map(|k| self.path_of(k).to_string()));
         })
         .await?;
+        let mut names = vec![];
+        let base = self.path_of(&prefix).len();
+        for d in dirs {
+            if self.still_holds(&d).await? {
+                names.push(d[base..].trim_end_matches('/').to_string());
+            }
+        }
+        for f in self.drop_deleted(files).await? {
+            names.push(f[base..].to_string());
+        }
+        names.retain(|n| !n.is_empty());
         if names.is_empty() {
             return Err(DriverError::NotFound(path.to_string()));
         }
@@ -409,15 +422,21 @@ impl StorageDriver for S3Driver {
     ) -> DriverFuture<'_, Option<Vec<String>>> {
         Box::pin(async move {
             let prefix = format!("{}/", self.key(&dir));
-            let mut names = vec![];
+            let mut listed = vec![];
             self.each_page(&prefix, Some(delimiter), &dir, |page| {
-                for p in page.common_prefixes().iter().filter_map(|p| p.prefix()) {
-                    if let Some(name) = p[prefix.len()..].strip_suffix(delimiter) {
-                        names.push(name.to_string());
-                    }
-                }
+                let prefixes = page.common_prefixes().iter().filter_map(|p| p.prefix());
+                listed.extend(prefixes.map(|p| self.path_of(p).to_string()));
             })
             .await?;
+            let base = self.path_of(&prefix).len();
+            let mut names = vec![];
+            for p in listed {
+                if let Some(name) = p[base..].strip_suffix(delimiter)
+                    && self.still_holds(&p).await?
+                {
+                    names.push(name.to_string());
+                }
+            }
             Ok(Some(names))
         })
     }
