@@ -72,15 +72,14 @@ impl RecentDeletes {
         m.forget_old(now);
     }
 
-    fn suspects(&self, paths: &[String]) -> Vec<usize> {
+    /// The listed paths deleted here lately.
+    fn suspects(&self, paths: &[String]) -> Vec<String> {
         let now = Instant::now();
         let m = self.0.lock().unwrap();
         if m.by_path.is_empty() {
             return vec![];
         }
-        (0..paths.len())
-            .filter(|&i| m.holds(&paths[i], now))
-            .collect()
+        paths.iter().filter(|p| m.holds(p, now)).cloned().collect()
     }
 
     fn any_under(&self, prefix: &str) -> bool {
@@ -93,26 +92,20 @@ impl S3Driver {
     /// says are gone; one written again since is kept.
     pub(super) async fn drop_deleted(
         &self,
-        paths: Vec<String>,
+        mut paths: Vec<String>,
     ) -> Result<Vec<String>, DriverError> {
         let mut gone = HashSet::new();
-        for i in self.recent.suspects(&paths) {
-            match self.head(&paths[i]).await {
+        for p in self.recent.suspects(&paths) {
+            match self.head(&p).await {
                 Ok(_) => {}
                 Err(DriverError::NotFound(_)) => {
-                    gone.insert(i);
+                    gone.insert(p);
                 }
                 Err(e) => return Err(e),
             }
         }
-        if gone.is_empty() {
-            return Ok(paths);
-        }
-        let kept = paths
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| !gone.contains(i));
-        Ok(kept.map(|(_, p)| p).collect())
+        paths.retain(|p| !gone.contains(p));
+        Ok(paths)
     }
 
     /// Whether a listed directory (`prefix` ends with its delimiter) still
@@ -140,7 +133,7 @@ mod tests {
         r.deleted(&paths(&["a/b/c", "a/d"]));
         assert_eq!(
             r.suspects(&paths(&["a/b", "a/b/c", "a/d", "x"])),
-            vec![1, 2]
+            ["a/b/c", "a/d"]
         );
         assert!(r.any_under("a/b/"));
         assert!(!r.any_under("a/c/"));
